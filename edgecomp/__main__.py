@@ -1,0 +1,5 @@
+"""``python -m edgecomp`` = the ``edgecomp`` command."""
+
+from edgecomp.cli import main
+
+main()

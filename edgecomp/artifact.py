@@ -1,0 +1,183 @@
+"""The artifact directory: written atomically, hashed in ``manifest.json``, reopened for run/bench/eval.
+
+Layout::
+
+    OUT/manifest.json     edgecomp version, source, resolved recipe, target, toolchain, sha256 of every file
+    OUT/report.json       per stage: what it did, errors vs references, schedules per function
+    OUT/timings.json      wall-clock seconds per stage (the one file not hashed: it varies run to run)
+    OUT/model.onnx        the folded ONNX graph that was compiled (and that onnxruntime benchmarks)
+    OUT/model.so          the compiled library (Relax VM executable + kernels)
+    OUT/params.bin        weights, apart from the code (tvm.runtime.save_param_dict, p0..pN)
+    OUT/example_inputs/   one calibration feed, one .npy per input (defaults for run / bench)
+
+Everything is written into a temporary sibling directory which is renamed to OUT at the end, so a
+failed or interrupted build leaves nothing behind, and an existing artifact is only replaced whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecomp import __version__
+from edgecomp.errors import ArtifactError, ConfigError
+from edgecomp.specs import TensorSpec
+
+FORMAT = 1
+UNHASHED = ("manifest.json", "timings.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path):
+    """Yield a temporary directory beside ``out``; on success it replaces ``out`` in one rename.
+
+    Refuses to replace an existing directory that is not an edgecomp artifact.
+    """
+    out = Path(out)
+    if out.exists() and not (out / "manifest.json").exists():
+        raise ConfigError(f"{out} exists and is not an edgecomp artifact", hint="choose a new -o path or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def toolchain() -> dict:
+    import onnx
+    import onnxruntime
+    import tvm
+    import tvm_ffi
+
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__}
+    if "torch" in sys.modules:
+        versions["torch"] = sys.modules["torch"].__version__
+    return versions
+
+
+def write(model, cfg, target, out: Path, timings: dict) -> Path:
+    """Write the compiled ``model`` (form "compiled") as an artifact at ``out``."""
+    import onnx
+    import tvm
+
+    compiled = model.payload
+    with atomic_dir(out) as tmp:
+        onnx.save(compiled.onnx, str(tmp / "model.onnx"))
+        compiled.executable.export_library(str(tmp / "model.so"))
+        tvm.runtime.save_param_dict_to_file({f"p{i}": tvm.runtime.tensor(p) for i, p in enumerate(compiled.params)},
+                                            str(tmp / "params.bin"))
+        (tmp / "example_inputs").mkdir()
+        for spec in model.inputs:
+            np.save(tmp / "example_inputs" / f"{spec.name}.npy", model.calibration[0][spec.name])
+        report = {"model": model.name, "stages": [r.to_dict() for r in model.reports], "notes": list(model.notes)}
+        (tmp / "report.json").write_text(_dump(report))
+        (tmp / "timings.json").write_text(_dump(timings))
+        files = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            rel = path.relative_to(tmp).as_posix()
+            if rel not in UNHASHED:
+                files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        manifest = {
+            "format": FORMAT, "edgecomp": __version__, "model": model.name, "source": model.source,
+            "task": model.task, "target": target.to_dict(), "recipe": cfg.to_dict(), "toolchain": toolchain(),
+            "inputs": [s.to_dict() for s in model.inputs], "outputs": list(model.outputs),
+            "params": len(compiled.params), "files": files, "unhashed": ["timings.json"],
+        }
+        (tmp / "manifest.json").write_text(_dump(manifest))
+    return Path(out)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built artifact directory, opened and checked against its manifest."""
+
+    path: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, path: str | Path, verify: bool = True) -> "Artifact":
+        path = Path(path)
+        mf = path / "manifest.json"
+        if not mf.exists():
+            raise ArtifactError(f"{path} is not an edgecomp artifact (no manifest.json)",
+                                hint="build one with `edgecomp build MODEL --target x86 -o DIR`")
+        try:
+            manifest = json.loads(mf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{mf} is not valid JSON: {e}", hint="rebuild the artifact") from None
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{path} has artifact format {manifest.get('format')}, expected {FORMAT}",
+                                hint="rebuild it with this edgecomp")
+        art = cls(path, manifest)
+        if verify:
+            art.verify()
+        return art
+
+    def verify(self) -> None:
+        for rel, meta in self.manifest["files"].items():
+            p = self.path / rel
+            if not p.exists():
+                raise ArtifactError(f"{self.path}: {rel} is missing", hint="rebuild the artifact")
+            if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
+                raise ArtifactError(f"{self.path}: {rel} does not match its sha256 in manifest.json",
+                                    hint="the file was modified or truncated; rebuild the artifact")
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(TensorSpec.from_dict(d) for d in self.manifest["inputs"])
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self.manifest["outputs"])
+
+    @property
+    def name(self) -> str:
+        return self.manifest["model"]
+
+    def example_inputs(self) -> dict[str, np.ndarray]:
+        return {s.name: np.load(self.path / "example_inputs" / f"{s.name}.npy") for s in self.inputs}
+
+    def report(self) -> dict:
+        return json.loads((self.path / "report.json").read_text())
+
+    def load_runner(self):
+        import tvm
+
+        from edgecomp.runtime.vm import VMRunner
+
+        lib = tvm.runtime.load_module(str(self.path / "model.so"))
+        params_map = tvm.runtime.load_param_dict_from_file(str(self.path / "params.bin"))
+        params = [params_map[f"p{i}"].numpy() for i in range(self.manifest["params"])]
+        return VMRunner(lib, params, self.inputs)

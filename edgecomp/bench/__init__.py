@@ -1,0 +1,1 @@
+"""Latency measurement: each engine in its own worker process, rounds interleaved."""

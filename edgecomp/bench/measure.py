@@ -1,0 +1,105 @@
+"""Interleaved, per-process latency measurement of several engines on one artifact.
+
+Each engine runs in its own worker process with the same thread count (two runtimes' thread pools
+in one process slow each other by up to 3x on small machines). After a warm-up, rounds alternate
+between engines (rotating which goes first) so machine drift hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecomp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BenchPolicy:
+    threads: int = 2  # intra-op threads of every engine
+    warmup: int = 5  # untimed calls per engine before the first round
+    rounds: int = 10  # interleaved rounds
+    per_round: int = 5  # timed calls per engine per round
+
+
+def summarize(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 4), "p95_ms": round(float(np.percentile(a, 95)), 4),
+            "mean_ms": round(float(a.mean()), 4), "min_ms": round(float(a.min()), 4), "n": int(a.size)}
+
+
+class _Worker:
+    def __init__(self, engine: str, art_path: str, threads: int):
+        env = dict(os.environ, TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+        self.engine = engine
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgecomp.bench.worker", engine, art_path, str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env=env)
+        hello = self._read()
+        if "error" in hello:
+            self.close()
+            raise ConfigError(f"the {engine} engine could not load the artifact: {hello['error']}",
+                              hint=f"drop {engine} from --compare")
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise ConfigError(f"the {self.engine} benchmark worker died", hint="run with --debug, or drop it")
+        return json.loads(line)
+
+    def time(self, n: int) -> list[float]:
+        self.proc.stdin.write(json.dumps({"op": "time", "n": n}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()["ms"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.wait(timeout=30)
+
+
+def measure(art_path: str, engines: list[str], policy: BenchPolicy,
+            progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:
+    workers: list[_Worker] = []
+    try:
+        for name in engines:
+            if progress:
+                progress(f"loading {name}", 0, policy.rounds)
+            workers.append(_Worker(name, art_path, policy.threads))
+        for w in workers:
+            w.time(policy.warmup)
+        times: dict[str, list[float]] = {w.engine: [] for w in workers}
+        for r in range(policy.rounds):
+            order = workers[r % len(workers):] + workers[: r % len(workers)]
+            for w in order:
+                times[w.engine] += w.time(policy.per_round)
+            if progress:
+                progress("timing", r + 1, policy.rounds)
+        return {name: summarize(ms) for name, ms in times.items()}
+    finally:
+        for w in workers:
+            w.close()
+
+
+def provenance(policy: BenchPolicy) -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": policy.threads, "warmup": policy.warmup,
+            "rounds": policy.rounds, "per_round": policy.per_round, "python": platform.python_version(),
+            "loadavg_start": [round(x, 2) for x in load] if load else None, "interleaved": True,
+            "process_per_engine": True}

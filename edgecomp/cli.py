@@ -1,0 +1,242 @@
+"""The ``edgecomp`` command line: build, run, bench, eval, inspect, targets, zoo.
+
+Every command calls the same functions as the Python API (``edgecomp.api``). Failures that are the
+user's to fix print ``error: <cause>`` and ``hint: <what to do>`` and exit with code 2; the traceback
+appears only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from edgecomp import __version__
+from edgecomp.errors import EdgecompError, InputError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgecomp")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Compile compressed, quantized neural networks for edge targets."""
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-t", "--target", default="x86", show_default=True, help="Target name (see `edgecomp targets`).")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Artifact directory to write.")
+@click.option("-r", "--recipe", type=click.Path(), help="TOML recipe with [prune] [merge] [quantize] ... sections.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. export.opset=18.")
+@click.option("--prune", type=float, help="Fraction of prunable parameters to remove.")
+@click.option("--prune-method", help="newton | upop | magnitude | flap")
+@click.option("--merge-r", type=int, help="Tokens merged per layer.")
+@click.option("--merge-method", help="tome | crossget | random | pool")
+@click.option("--quant", help="none | w4a16 | w8a8 | w4a8 | w4a4")
+@click.option("--quant-method", help="quartdepth | gptq | rtn")
+@click.option("--calib", type=int, help="Number of calibration samples (default 32).")
+def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, merge_method, quant, quant_method,
+          calib):
+    """Compile MODEL (zoo name, .onnx file or model directory) for TARGET into OUT."""
+    from edgecomp import api
+    from edgecomp.config import BuildConfig
+    from edgecomp.targets import load_target
+
+    tgt = load_target(target)  # fail fast on a bad target, before loading any model
+    cfg = BuildConfig.from_toml(recipe) if recipe else BuildConfig()
+    flags = {"prune.ratio": prune, "prune.method": prune_method, "merge.r": merge_r, "merge.method": merge_method,
+             "quantize.scheme": quant, "quantize.method": quant_method, "calib_samples": calib}
+    sets = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in flags.items() if v is not None]
+    cfg = cfg.with_overrides([*sets, *overrides])
+    console = _console()
+    with console.status("building") as status:
+        path = api.build(model, tgt, out, cfg, progress=lambda stage: status.update(f"building {model}: {stage}"))
+    report = json.loads((path / "report.json").read_text())
+    timings = json.loads((path / "timings.json").read_text())
+    for st in report["stages"]:
+        detail = st.get("reason") or (f"max |err| {st['max_abs_err']:.2g}" if "max_abs_err" in st else "")
+        console.print(f"  {st['stage']:<9} {st['status']:<8} {timings.get(st['stage'], 0):6.1f} s  {detail}")
+    console.print(f"wrote {path} ({timings['total']:.1f} s)")
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=FILE.npy", help="Input arrays (default: example inputs).")
+@click.option("-o", "--out", type=click.Path(), help="Directory for the outputs as NAME.npy.")
+def run(artifact, inputs, out):
+    """Run ARTIFACT once on .npy inputs and write .npy outputs."""
+    import numpy as np
+
+    from edgecomp import api
+
+    feeds = None
+    if inputs:
+        feeds = {}
+        for item in inputs:
+            name, sep, file = item.partition("=")
+            if not sep:
+                raise InputError(f"--input {item!r} is not NAME=FILE.npy", hint="e.g. -i pixels=x.npy")
+            try:
+                feeds[name] = np.load(file, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise InputError(f"cannot read {file} as .npy: {e}", hint="save arrays with numpy.save") from None
+    outputs = api.run(artifact, feeds)
+    for name, value in outputs.items():
+        click.echo(f"{name}: shape {list(value.shape)} {value.dtype}  first values {value.ravel()[:4].tolist()}")
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            np.save(Path(out) / f"{name}.npy", value)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--compare", default="onnxruntime,torch", show_default=True, help="Engines to time beside edgecomp.")
+@click.option("--device", default="local", show_default=True, help="local (remote devices come with the farm).")
+@click.option("--threads", default=2, show_default=True, help="Intra-op threads for every engine.")
+@click.option("--rounds", default=10, show_default=True, help="Interleaved timing rounds.")
+@click.option("--per-round", default=5, show_default=True, help="Timed calls per engine per round.")
+@click.option("--warmup", default=5, show_default=True, help="Untimed calls per engine first.")
+@click.option("--json", "json_out", type=click.Path(), help="Write the results JSON here.")
+def bench(artifact, compare, device, threads, rounds, per_round, warmup, json_out):
+    """Latency of ARTIFACT vs onnxruntime and torch, each engine in its own process."""
+    from rich.table import Table
+
+    from edgecomp import api
+    from edgecomp.bench.measure import BenchPolicy
+    from edgecomp.errors import ConfigError
+
+    if device != "local":
+        raise ConfigError(f"device {device!r} is not supported yet", hint="use --device local")
+    policy = BenchPolicy(threads=threads, warmup=warmup, rounds=rounds, per_round=per_round)
+    engines = tuple(e.strip() for e in compare.split(",") if e.strip())
+    console = _console()
+    with console.status("benchmarking") as status:
+        res = api.bench(artifact, engines, policy,
+                        progress=lambda what, i, n: status.update(f"benchmarking: {what} {i}/{n}"))
+    _write_json(json_out, res)
+    table = Table(title=f"{res['model']} on {res['target']} (batch 1, {threads} threads)")
+    for col in ("engine", "p50 ms", "p95 ms", "mean ms", "n", "vs edgecomp"):
+        table.add_column(col, justify="right" if col != "engine" else "left")
+    base = res["results"]["edgecomp"]["p50_ms"]
+    for name, r in res["results"].items():
+        table.add_row(name, f"{r['p50_ms']:.3f}", f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
+                      f"{r['p50_ms'] / base:.2f}x")
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@cli.command(name="eval")
+@click.argument("model")
+@click.option("--task", help="Task name (default: the model's own task).")
+@click.option("--limit", type=int, help="Evaluate the first N examples only.")
+@click.option("--no-reference", is_flag=True, help="Skip the fp32 torch reference run.")
+@click.option("--json", "json_out", type=click.Path(), help="Write the result JSON here.")
+def eval_(model, task, limit, no_reference, json_out):
+    """Quality of an artifact (through TVM) or a zoo model (torch) on real data."""
+    from edgecomp import api
+
+    with _console().status(f"evaluating {model}"):
+        res = api.evaluate(model, task, limit, reference=not no_reference)
+    _write_json(json_out, res)
+    ref = res.get("reference", {}).get("value")
+    line = f"{res['model']} {res['task']}: {res['metric']} = {res['value']:.4f} (n={res['n']})"
+    click.echo(line + (f", fp32 torch reference {ref:.4f}" if ref is not None else ""))
+    for k, v in res["details"].items():
+        click.echo(f"  {k}: {v}")
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print manifest and report as JSON.")
+def inspect(artifact, as_json):
+    """Show what ARTIFACT contains and what each stage did."""
+    from edgecomp.artifact import Artifact
+
+    art = Artifact.open(artifact)
+    report = art.report()
+    if as_json:
+        click.echo(json.dumps({"manifest": art.manifest, "report": report}, indent=2))
+        return
+    m = art.manifest
+    click.echo(f"{m['model']} for {m['target']['name']} ({json.dumps(m['target']['tvm'])}), edgecomp {m['edgecomp']}")
+    click.echo("inputs:  " + ", ".join(f"{i['name']}{i['shape']}:{i['dtype']}" for i in m["inputs"]))
+    click.echo("outputs: " + ", ".join(m["outputs"]))
+    for st in report["stages"]:
+        extra = {k: v for k, v in st.items() if k not in ("stage", "status", "per_function", "ops", "untuned")}
+        click.echo(f"  {st['stage']:<9} {st['status']:<8} {json.dumps(extra)[:300]}")
+    for name, f in m["files"].items():
+        click.echo(f"  {f['bytes']:>12,d}  {f['sha256'][:16]}  {name}")
+
+
+@cli.command()
+def targets():
+    """List the targets (from targets/*.toml)."""
+    from edgecomp.targets import available
+
+    for t in available():
+        alias = f" (aliases: {', '.join(t.aliases)})" if t.aliases else ""
+        click.echo(f"{t.name:<14} {t.description}{alias}")
+        click.echo(f"{'':<14} tvm {json.dumps(t.resolved_tvm())}, capabilities: {', '.join(t.capabilities)}")
+
+
+@cli.command()
+def zoo():
+    """List the zoo models, their weights' provenance and their eval task."""
+    from edgecomp import zoo as z
+
+    for name in z.names():
+        e = z.get(name)
+        ins = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in e.inputs)
+        click.echo(f"{name:<20} {e.description}")
+        click.echo(f"{'':<20} inputs {ins}; task {e.task}; weights: {e.weights}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("EDGECOMP_DEBUG") == "1"
+    try:
+        cli.main(args=args, prog_name="edgecomp", standalone_mode=False)
+    except EdgecompError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"hint: {e.hint}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # a bug in edgecomp or a library: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"internal error: {type(e).__name__}: {msg}", err=True)
+        click.echo("hint: rerun with --debug and report the traceback", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Build configuration: one frozen dataclass per stage, nested in ``BuildConfig``.
+
+Loaded from a TOML recipe (sections named after the stages), overridden from the CLI with
+``--set stage.field=value``, validated on construction, and saved resolved into every artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecomp.errors import ConfigError
+
+QUANT_SCHEMES = ("none", "w4a16", "w8a8", "w4a8", "w4a4")
+QUANT_METHODS = ("quartdepth", "gptq", "rtn")
+PRUNE_METHODS = ("newton", "upop", "magnitude", "flap")
+MERGE_METHODS = ("tome", "crossget", "random", "pool")
+
+
+def _check(cond: bool, message: str, hint: str = "fix the recipe or the --set value (README: Recipes)") -> None:
+    if not cond:
+        raise ConfigError(message, hint=hint)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    ratio: float = 0.0  # fraction of prunable parameters to remove; 0 = stage skipped
+    method: str = "newton"  # newton | upop | magnitude | flap
+
+    def __post_init__(self):
+        _check(0.0 <= self.ratio < 1.0, f"prune.ratio must be in [0, 1), got {self.ratio}", "e.g. --prune 0.2")
+        _check(self.method in PRUNE_METHODS, f"unknown prune method {self.method!r}", f"one of {PRUNE_METHODS}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.ratio > 0
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    r: int = 0  # tokens merged per layer; 0 = stage skipped
+    method: str = "tome"  # tome | crossget | random | pool
+
+    def __post_init__(self):
+        _check(self.r >= 0, f"merge.r must be >= 0, got {self.r}", "e.g. --merge-r 8")
+        _check(self.method in MERGE_METHODS, f"unknown merge method {self.method!r}", f"one of {MERGE_METHODS}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.r > 0
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    scheme: str = "none"  # none | w4a16 | w8a8 | w4a8 | w4a4
+    method: str = "quartdepth"  # quartdepth | gptq | rtn
+
+    def __post_init__(self):
+        _check(self.scheme in QUANT_SCHEMES, f"unknown quantization scheme {self.scheme!r}", f"one of {QUANT_SCHEMES}")
+        _check(self.method in QUANT_METHODS, f"unknown quantization method {self.method!r}", f"one of {QUANT_METHODS}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.scheme != "none"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 17  # ONNX opset of the exported graph
+    check_samples: int = 4  # calibration feeds compared between torch and onnxruntime
+    tolerance: float = 0.0  # max |onnxruntime - torch| accepted; 0 = the model's own default
+
+    def __post_init__(self):
+        _check(13 <= self.opset <= 21, f"export.opset must be in [13, 21], got {self.opset}")
+        _check(self.check_samples >= 1, f"export.check_samples must be >= 1, got {self.check_samples}")
+        _check(self.tolerance >= 0, f"export.tolerance must be >= 0, got {self.tolerance}")
+
+
+@dataclass(frozen=True)
+class LowerConfig:
+    tuning: str = "database"  # database: apply shipped MetaSchedule records first | none: hand schedules only
+    check_samples: int = 2  # calibration feeds compared between TVM and onnxruntime
+    tolerance: float = 0.0  # max |tvm - onnxruntime| accepted; 0 = the export tolerance
+
+    def __post_init__(self):
+        _check(self.tuning in ("database", "none"), f"unknown lower.tuning {self.tuning!r}", "database | none")
+        _check(self.check_samples >= 1, f"lower.check_samples must be >= 1, got {self.check_samples}")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    lower: LowerConfig = field(default_factory=LowerConfig)
+    calib_samples: int = 32  # calibration feeds drawn from train / held-apart data
+    seed: int = 0  # seeds every random choice of the build (calibration sampling)
+    version: int = 1  # recipe format version
+
+    def __post_init__(self):
+        _check(1 <= self.calib_samples <= 4096, f"calib_samples must be in [1, 4096], got {self.calib_samples}")
+        _check(self.version == 1, f"recipe version {self.version} is not supported", "this edgecomp reads version 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BuildConfig":
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "BuildConfig":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"recipe {path} does not exist", hint="pass an existing .toml file to -r") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"recipe {path} is not valid TOML: {e}", hint="check the line named above") from None
+        return cls.from_dict(data)
+
+    def with_overrides(self, overrides: typing.Iterable[str]) -> "BuildConfig":
+        """Apply ``stage.field=value`` strings (values parsed as TOML, bare words as strings)."""
+        data = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            _check(bool(sep) and bool(key.strip()), f"override {item!r} is not key=value", "e.g. --set quantize.scheme=w4a8")
+            node = data
+            *parents, leaf = key.strip().split(".")
+            for p in parents:
+                _check(isinstance(node.get(p), dict), f"unknown config section {p!r} in {item!r}",
+                       f"sections: {', '.join(k for k, v in data.items() if isinstance(v, dict))}")
+                node = node[p]
+            _check(leaf in node and not isinstance(node[leaf], dict), f"unknown config field {key.strip()!r}",
+                   f"fields here: {', '.join(k for k, v in node.items() if not isinstance(v, dict))}")
+            node[leaf] = _parse_value(raw.strip())
+        return BuildConfig.from_dict(data)
+
+
+def _parse_value(raw: str):
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _build(cls, data: dict, prefix: str):
+    _check(isinstance(data, dict), f"config section {prefix or 'top level'} must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    _check(not unknown, f"unknown config field {prefix}{unknown[0]!r}" if unknown else "",
+           f"fields of {prefix or 'the recipe'}: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = hints[name]
+        if dataclasses.is_dataclass(ftype):
+            kwargs[name] = _build(ftype, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, ftype, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, ftype, key: str):
+    if ftype is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if ftype in (int, float, str, bool) and not (isinstance(value, ftype) and not
+                                                   (ftype is int and isinstance(value, bool))):
+        raise ConfigError(f"config field {key} must be {ftype.__name__}, got {value!r}",
+                          hint="fix the recipe or the --set value")
+    return value

@@ -1,0 +1,105 @@
+"""ONNX helpers shared by the export and lower stages: load/validate, fold, run in onnxruntime."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecomp.errors import MalformedModelError
+from edgecomp.specs import Feeds, TensorSpec
+
+_ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 2: "uint8", 3: "int8"}
+
+
+def load(path: str | Path):
+    """Parse and check an ONNX file; MalformedModelError with the reason if it is not valid ONNX."""
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path))
+    except FileNotFoundError:
+        raise MalformedModelError(f"ONNX file {path} does not exist", hint="check the path") from None
+    except Exception as e:  # protobuf raises DecodeError and friends for garbage bytes
+        raise MalformedModelError(f"{path} is not a valid ONNX file ({type(e).__name__}: {e})",
+                                  hint="re-export the model; the file may be truncated") from None
+    check(model, str(path))
+    return model
+
+
+def check(model, where: str) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # ValidationError, plus C++ errors surfacing as various types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MalformedModelError(f"{where} fails the ONNX checker: {first}", hint="re-export the model") from None
+
+
+def input_specs(model) -> tuple[TensorSpec, ...]:
+    """Static input specs of the graph (initializers excluded); MalformedModelError on dynamic dims."""
+    init = {i.name for i in model.graph.initializer}
+    specs = []
+    for inp in model.graph.input:
+        if inp.name in init:
+            continue
+        tt = inp.type.tensor_type
+        dims = []
+        for d in tt.shape.dim:
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                raise MalformedModelError(f"input {inp.name!r} has a dynamic dimension ({d.dim_param or '?'})",
+                                          hint="export the model with static shapes (batch 1, fixed sequence length)")
+            dims.append(d.dim_value)
+        dtype = _ONNX_DTYPES.get(tt.elem_type)
+        if dtype is None:
+            raise MalformedModelError(f"input {inp.name!r} has unsupported element type {tt.elem_type}",
+                                      hint="inputs must be float32/float16/int64/int32/uint8/int8/bool")
+        specs.append(TensorSpec(inp.name, tuple(dims), dtype))
+    return tuple(specs)
+
+
+def session(model_or_path, threads: int = 2, optimize: bool = True):
+    """An onnxruntime CPU session with a fixed thread count."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def fold(model):
+    """onnxruntime's BASIC offline optimisation: constant folding and pad/shape folding.
+
+    TVM's ONNX importer needs this for the zoo models (computed pads in EfficientNet, mask graphs
+    in BERT/Llama); the folded graph is what lower compiles and what the artifact ships.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgecomp-fold-") as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "folded.onnx"
+        onnx.save(model, str(src))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(dst)
+        so.log_severity_level = 3
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        folded = onnx.load(str(dst))
+    folded.producer_name = "edgecomp"
+    return folded
+
+
+def run(sess, feeds: Feeds) -> list[np.ndarray]:
+    return sess.run(None, feeds)
+
+
+def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for x, y in zip(a, b))

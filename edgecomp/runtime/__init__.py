@@ -1,0 +1,1 @@
+"""Running compiled artifacts: the TVM VM runner and the engines run/bench/eval use."""

@@ -1,0 +1,79 @@
+"""torch -> ONNX, folded by onnxruntime and checked against the torch model on calibration feeds.
+
+The build fails (NumericsError) when max |onnxruntime - torch| over ``check_samples`` calibration
+feeds exceeds the tolerance (the model's default, or ``export.tolerance``). An ONNX source is
+folded and checked against its own unfolded graph.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from edgecomp import onnx_tools
+from edgecomp.config import ExportConfig
+from edgecomp.errors import MalformedModelError, NumericsError
+from edgecomp.model import Model, StageReport
+from edgecomp.targets import Target
+
+NAME, REQUIRES = "export", "torch|onnx"
+
+
+def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
+    tolerance = cfg.tolerance or model.export_tolerance
+    feeds = model.calibration[: cfg.check_samples]
+    if model.form == "torch":
+        exported = _export_torch(model, cfg)
+        reference = [_torch_outputs(model.payload, model, f) for f in feeds]
+        against = "torch"
+    else:
+        exported = model.payload
+        plain = onnx_tools.session(exported, optimize=False)
+        reference = [onnx_tools.run(plain, f) for f in feeds]
+        against = "onnxruntime (unoptimised source graph)"
+    folded = onnx_tools.fold(exported)
+    sess = onnx_tools.session(folded)
+    err = max(onnx_tools.max_abs_diff(onnx_tools.run(sess, f), ref) for f, ref in zip(feeds, reference))
+    if not err <= tolerance:  # also catches NaN
+        raise NumericsError(f"exported ONNX differs from {against} by {err:.3g} (tolerance {tolerance:.3g})",
+                            hint="raise --set export.tolerance=... only if the difference is understood")
+    summary = {"opset": cfg.opset, "nodes": len(folded.graph.node), "ops": _op_counts(folded),
+               "checked_against": against, "check_samples": len(feeds),
+               "max_abs_err": float(f"{err:.3g}"), "tolerance": tolerance}
+    return model.with_report(StageReport(NAME, "done", summary), form="onnx", payload=folded)
+
+
+def _export_torch(model: Model, cfg: ExportConfig):
+    import onnx
+    import torch
+
+    module = model.payload
+    example = tuple(torch.from_numpy(model.calibration[0][s.name]) for s in model.inputs)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+        try:
+            torch.onnx.export(module, example, buf, input_names=[s.name for s in model.inputs],
+                              output_names=list(model.outputs), dynamo=False, opset_version=cfg.opset,
+                              do_constant_folding=True)
+        except Exception as e:  # the exporter raises many types; name the cause in one line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MalformedModelError(f"torch.onnx.export failed for {model.name}: {first}",
+                                      hint="make forward() traceable with static shapes; run with --debug") from None
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _torch_outputs(module, model: Model, feeds):
+    import torch
+
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(feeds[s.name]) for s in model.inputs))
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.detach().numpy() for o in outs]
+
+
+def _op_counts(model) -> dict:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,165 @@
+"""Turn what the user named into a ``Model``: a zoo name, an ONNX file, a Hugging Face model
+directory, or (Python API) a torch module with its input specs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgecomp import onnx_tools
+from edgecomp.errors import ConfigError, MalformedModelError, UnknownModelError
+from edgecomp.model import Model
+from edgecomp.specs import Feeds, TensorSpec
+
+HF_SEQ_LEN = 128  # static sequence length for Hugging Face directories
+
+
+def load(source, calib_samples: int, seed: int, inputs: tuple[TensorSpec, ...] | None = None,
+         calibration: list[Feeds] | None = None) -> Model:
+    if hasattr(source, "forward") and hasattr(source, "parameters"):
+        return _from_module(source, inputs, calibration, calib_samples, seed)
+    text = str(source)
+    path = Path(text)
+    if path.is_file() and path.suffix == ".onnx":
+        return _from_onnx(path, calib_samples, seed)
+    if path.is_dir() and (path / "config.json").exists():
+        return _from_hf_dir(path, calib_samples, seed)
+    if path.is_dir() and (path / "manifest.json").exists():
+        raise UnknownModelError(f"{path} is an edgecomp artifact, not a model source",
+                                hint="build from the zoo name, ONNX file or model directory it came from")
+    from edgecomp import zoo
+
+    if text in zoo.names():
+        return _from_zoo(zoo.get(text), calib_samples, seed)
+    if path.exists():
+        raise UnknownModelError(f"{path} is neither an .onnx file nor a Hugging Face model directory",
+                                hint="pass a .onnx file, a directory with config.json, or a zoo name")
+    zoo.get(text)  # raises UnknownModelError with "did you mean"
+    raise AssertionError("unreachable")
+
+
+def _from_zoo(entry, calib_samples: int, seed: int) -> Model:
+    module = entry.load()
+    feeds = tuple(entry.calibration(calib_samples, seed))
+    return Model(name=entry.name, source={"kind": "zoo", "ref": entry.name, "weights": entry.weights},
+                 form="torch", payload=module, inputs=entry.inputs, outputs=entry.outputs, calibration=feeds,
+                 task=entry.task, export_tolerance=entry.export_tolerance)
+
+
+def _from_module(module, inputs, calibration, calib_samples: int, seed: int) -> Model:
+    if not inputs:
+        raise ConfigError("a torch module needs its input specs", hint="pass inputs=[TensorSpec(name, shape, dtype)]")
+    notes = ()
+    if calibration is None:
+        calibration = _synthetic(tuple(inputs), calib_samples, seed)
+        notes = ("calibration: synthetic N(0,1) / ones inputs (no data was given with the module)",)
+    module.eval()
+    return Model(name=type(module).__name__, source={"kind": "torch", "ref": type(module).__qualname__},
+                 form="torch", payload=module, inputs=tuple(inputs), outputs=("output",),
+                 calibration=tuple(calibration), notes=notes)
+
+
+def _from_onnx(path: Path, calib_samples: int, seed: int) -> Model:
+    model = onnx_tools.load(path)
+    inputs = onnx_tools.input_specs(model)
+    outputs = tuple(o.name for o in model.graph.output)
+    return Model(name=path.stem, source={"kind": "onnx", "ref": str(path), "sha256": _file_sha(path)},
+                 form="onnx", payload=model, inputs=inputs, outputs=outputs,
+                 calibration=_synthetic(inputs, calib_samples, seed),
+                 notes=("calibration: synthetic N(0,1) / ones inputs (an ONNX file carries no data)",))
+
+
+def _from_hf_dir(path: Path, calib_samples: int, seed: int) -> Model:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config = json.loads((path / "config.json").read_text())
+    if "auto_map" in config:
+        raise UnknownModelError(f"{path} needs trust_remote_code (its config.json has auto_map)",
+                                hint="edgecomp does not run code shipped with a model; export it to ONNX yourself")
+    import torch
+    import transformers
+
+    causal = any(a.endswith("ForCausalLM") for a in config.get("architectures", []))
+    try:
+        cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
+        hf = cls.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32).eval()
+    except (OSError, ValueError, KeyError) as e:
+        raise MalformedModelError(f"cannot load Hugging Face model from {path}: {str(e).splitlines()[0]}",
+                                  hint="the directory needs config.json and weights (safetensors preferred)") from None
+    vocab = int(config.get("vocab_size", 2))
+    ids = TensorSpec("input_ids", (1, HF_SEQ_LEN), "int64")
+    rng = np.random.default_rng(seed)
+    if causal:
+        module, inputs, outputs = _CausalLM(hf), (ids,), ("logits",)
+    else:
+        module, inputs, outputs = _Encoder(hf), (ids, TensorSpec("attention_mask", (1, HF_SEQ_LEN), "int64")), (
+            "last_hidden_state",)
+    feeds = tuple({"input_ids": rng.integers(0, vocab, (1, HF_SEQ_LEN), dtype=np.int64),
+                   **({} if causal else {"attention_mask": np.ones((1, HF_SEQ_LEN), np.int64)})}
+                  for _ in range(calib_samples))
+    return Model(name=path.name, source={"kind": "hf", "ref": str(path), "sha256": _dir_sha(path)}, form="torch",
+                 payload=module, inputs=inputs, outputs=outputs, calibration=feeds, export_tolerance=5e-4,
+                 notes=("calibration: random token ids (a model directory carries no data)",))
+
+
+def _synthetic(inputs: tuple[TensorSpec, ...], n: int, seed: int) -> tuple[Feeds, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple({s.name: (rng.standard_normal(s.shape).astype(s.dtype) if s.dtype.startswith("float")
+                           else np.ones(s.shape, s.dtype)) for s in inputs} for _ in range(n))
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dir_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(p.relative_to(path).as_posix().encode())
+        h.update(_file_sha(p).encode())
+    return h.hexdigest()
+
+
+def _wrappers():
+    import torch
+
+    class CausalLM(torch.nn.Module):
+        """input_ids [1, T] -> logits [1, T, vocab]; explicit positions and mask keep the export static."""
+
+        def __init__(self, hf):
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, input_ids):
+            T = input_ids.shape[1]
+            pos = torch.arange(T).unsqueeze(0)
+            return self.hf(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), position_ids=pos,
+                           use_cache=False).logits
+
+    class Encoder(torch.nn.Module):
+        """(input_ids, attention_mask) [1, T] -> last_hidden_state [1, T, hidden]."""
+
+        def __init__(self, hf):
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, input_ids, attention_mask):
+            return self.hf(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return CausalLM, Encoder
+
+
+def _CausalLM(hf):
+    return _wrappers()[0](hf)
+
+
+def _Encoder(hf):
+    return _wrappers()[1](hf)

@@ -1,0 +1,35 @@
+"""ONNX -> Relax, with every unsupported operator named (op type and node) before TVM sees it."""
+
+from __future__ import annotations
+
+from edgecomp.errors import UnsupportedOpError
+from edgecomp.specs import TensorSpec
+
+
+def supported_ops() -> set[str]:
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    return set(onnx_frontend._get_convert_map())
+
+
+def check_ops(model) -> None:
+    """Raise UnsupportedOpError for the first node TVM's ONNX importer has no converter for."""
+    known = supported_ops()
+    for i, node in enumerate(model.graph.node):
+        if node.op_type not in known:
+            where = node.name or f"#{i}"
+            domain = f"{node.domain}." if node.domain else ""
+            raise UnsupportedOpError(f"ONNX op {domain}{node.op_type} (node {where!r}) has no TVM lowering",
+                                     hint="re-export without it (e.g. a lower opset or a decomposed form)")
+
+
+def to_relax(model, inputs: tuple[TensorSpec, ...]):
+    """Return (IRModule with main(*inputs, *params), params list of numpy arrays in call order)."""
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    check_ops(model)
+    mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
+                    dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
+    mod, params = relax.frontend.detach_params(mod)
+    return mod, [p.numpy() for p in params.get("main", [])]
