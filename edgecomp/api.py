@@ -33,7 +33,7 @@ def run(artifact: str | Path, feeds: Feeds | None = None) -> dict[str, np.ndarra
         raise InputError(f"inputs do not match the model: missing {missing}, unexpected {extra}",
                          hint="expected " + ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in art.inputs))
     outs = art.load_runner()(feeds)
-    return dict(zip(art.outputs, outs))
+    return dict(zip(art.outputs, outs, strict=True))
 
 
 def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torch"), policy=None,
@@ -64,7 +64,7 @@ def evaluate(model: str | Path, task: str | None = None, limit: int | None = Non
     path = Path(model)
     if (path / "manifest.json").exists():
         from edgecomp.artifact import Artifact
-        from edgecomp.runtime.engines import TVMEngine, TorchEngine
+        from edgecomp.runtime.engines import TorchEngine, TVMEngine
 
         art = Artifact.open(path)
         task = task or art.manifest.get("task")

@@ -43,7 +43,8 @@ def cli(debug: bool) -> None:
 @click.option("-t", "--target", default="x86", show_default=True, help="Target name (see `edgecomp targets`).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Artifact directory to write.")
 @click.option("-r", "--recipe", type=click.Path(), help="TOML recipe with [prune] [merge] [quantize] ... sections.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. export.opset=18.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. export.opset=18.")
 @click.option("--prune", type=float, help="Fraction of prunable parameters to remove.")
 @click.option("--prune-method", help="newton | upop | magnitude | flap")
 @click.option("--merge-r", type=int, help="Tokens merged per layer.")
@@ -77,7 +78,8 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
 
 @cli.command()
 @click.argument("artifact", type=click.Path())
-@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=FILE.npy", help="Input arrays (default: example inputs).")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
+              help="Input arrays (default: example inputs).")
 @click.option("-o", "--out", type=click.Path(), help="Directory for the outputs as NAME.npy.")
 def run(artifact, inputs, out):
     """Run ARTIFACT once on .npy inputs and write .npy outputs."""

@@ -128,7 +128,8 @@ class BuildConfig:
         data = self.to_dict()
         for item in overrides:
             key, sep, raw = item.partition("=")
-            _check(bool(sep) and bool(key.strip()), f"override {item!r} is not key=value", "e.g. --set quantize.scheme=w4a8")
+            _check(bool(sep) and bool(key.strip()), f"override {item!r} is not key=value",
+                   "e.g. --set quantize.scheme=w4a8")
             node = data
             *parents, leaf = key.strip().split(".")
             for p in parents:

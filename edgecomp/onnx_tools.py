@@ -102,4 +102,5 @@ def run(sess, feeds: Feeds) -> list[np.ndarray]:
 
 
 def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for x, y in zip(a, b))
+    pairs = zip(a, b, strict=True)
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for x, y in pairs)

@@ -47,7 +47,8 @@ class Target:
         return tvm.target.Target(spec)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "arch": self.arch, "tvm": self.resolved_tvm(), "capabilities": list(self.capabilities)}
+        return {"name": self.name, "arch": self.arch, "tvm": self.resolved_tvm(),
+                "capabilities": list(self.capabilities)}
 
 
 @functools.cache

@@ -43,7 +43,7 @@ def corpora(seq_len: int, k: int) -> dict[str, np.ndarray]:
     per_novel = [token_windows(austen(n), seq_len) for n in NOVELS]
     # spread the k Austen windows over the novels in turn, each novel's share evenly spaced through it
     shares = [len(range(i, k, len(NOVELS))) for i in range(len(NOVELS))]
-    austen_windows = np.concatenate([_pick(w, s) for w, s in zip(per_novel, shares) if s])
+    austen_windows = np.concatenate([_pick(w, s) for w, s in zip(per_novel, shares, strict=True) if s])
     return {"austen": austen_windows, "enwiki": _pick(token_windows(enwiki_text(), seq_len), k)}
 
 

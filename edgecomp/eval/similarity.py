@@ -22,10 +22,10 @@ WORD_PAIRS = 150  # pairs per word set in a full run (of 353 / 999), evenly spac
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (as scipy.stats.rankdata)."""
+    """1-based ranks with ties averaged (as scipy.stats.rankdata)."""
     order = np.argsort(x, kind="stable")
     ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1, dtype=np.float64)
     _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=ranks)
     return sums[inverse] / counts[inverse]
@@ -49,7 +49,8 @@ def _embed(engine: Engine, texts: list[str], seq_len: int) -> dict[str, np.ndarr
     from edgecomp.zoo.minilm import encode_text
 
     unique = list(dict.fromkeys(texts))
-    return {t: np.asarray(engine(f)[0], np.float64).reshape(-1) for t, f in zip(unique, encode_text(unique, seq_len))}
+    feeds = encode_text(unique, seq_len)
+    return {t: np.asarray(engine(f)[0], np.float64).reshape(-1) for t, f in zip(unique, feeds, strict=True)}
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,7 +73,7 @@ def _scores(engine: Engine, seq_len: int, docs, human, word_sets) -> tuple[float
     words = [w for pairs in word_sets.values() for p in pairs for w in p[:2]]
     emb = _embed(engine, docs + words, seq_len)
     iu = np.triu_indices(len(docs), 1)
-    model = np.array([_cos(emb[docs[i]], emb[docs[j]]) for i, j in zip(*iu)])
+    model = np.array([_cos(emb[docs[i]], emb[docs[j]]) for i, j in zip(*iu, strict=True)])
     details = {"lee50_spearman": spearman(model, human[iu])}
     for name, pairs in word_sets.items():
         cos = [_cos(emb[w1], emb[w2]) for w1, w2, _ in pairs]

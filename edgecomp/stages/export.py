@@ -33,7 +33,7 @@ def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
         against = "onnxruntime (unoptimised source graph)"
     folded = onnx_tools.fold(exported)
     sess = onnx_tools.session(folded)
-    err = max(onnx_tools.max_abs_diff(onnx_tools.run(sess, f), ref) for f, ref in zip(feeds, reference))
+    err = max(onnx_tools.max_abs_diff(onnx_tools.run(sess, f), ref) for f, ref in zip(feeds, reference, strict=True))
     if not err <= tolerance:  # also catches NaN
         raise NumericsError(f"exported ONNX differs from {against} by {err:.3g} (tolerance {tolerance:.3g})",
                             hint="raise --set export.tolerance=... only if the difference is understood")

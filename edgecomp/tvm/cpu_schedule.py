@@ -3,21 +3,26 @@
 ``tvm.compile`` leaves CPU loops naive (a ViT block runs ~90x slower than torch), so every PrimFunc
 that the shipped MetaSchedule database does not cover goes through these rules, tried in order:
 
-1. ``Conv2d``: NCHW ``conv2d`` / grouped-depthwise ``conv2d`` (one reduction block over
-   ``(c, kh, kw)`` reading a padded input and a ``W[f, c, kh, kw]`` weight) with fused bias/clip/residual
-   epilogues. Regular convolutions are rewritten in place into a GEMM ``W[f, (c,kh,kw)] x X[(c,kh,kw), p]``
-   over flattened output pixels ``p`` (im2col, skipped for 1x1 stride-1 convolutions) and tiled by the
-   shared GEMM tiler; depthwise convolutions get a direct kernel vectorised along output columns.
+1. ``Conv2d``: NCHW ``conv2d`` / grouped-depthwise ``conv2d`` (one reduction block over ``(c, kh, kw)``
+   reading a padded input and a ``W[f, c, kh, kw]`` weight) with fused bias/clip/residual epilogues.
+   Regular convolutions are rewritten in place into a GEMM ``W[f, (c,kh,kw)] x X[(c,kh,kw), p]`` over
+   flattened output pixels ``p`` (an im2col copy, skipped for 1x1 stride-1 convolutions) and go through
+   the GEMM tiler below. Depthwise convolutions get a direct kernel: vectorised along output columns
+   (stride-2 inputs de-interleaved into even/odd columns first), or, for rows that are not a multiple
+   of 8 (28, 7), across channels on a channel-last padded copy.
 2. ``Matmul``: one multiply-accumulate reduction block ``C[s..., i, j] += A[.., i, k] * B[.., k, j]``
-   (dense layers, batched attention matmuls) with optional elementwise producers and an elementwise
-   epilogue (bias, GELU, residual add).
-   Both go through ``_gemm``: register tile of ``rows x jv`` vectors, parallel over tiles, epilogue fused
-   into the accumulator write-back. Extents that are not a multiple of the tile (197 tokens, 49 pixels)
-   are padded with ``pad_einsum`` (zero-filled copies of the inputs, cropping write-back), so the inner
-   loop never carries a predicate.
-3. ``RowReduction``: softmax / LayerNorm / RMSNorm / mean-style functions whose blocks all reduce or map
-   over the innermost axis of the same rows: parallel over rows, every stage of a row computed together,
-   vectorised maps and lane-parallel (rfactor) reductions.
+   (dense layers, batched attention matmuls) with elementwise producers and epilogue (bias, GELU,
+   residual add) folded in.
+   GEMM tiler (``_gemm``): a register tile of ``rows x jv`` vectors along J, epilogue fused into the
+   accumulator write-back. Extents that are not a multiple of the tile (197 tokens, 49 pixels) are padded
+   with ``pad_einsum`` (zero-filled input copies, cropping write-back) so no inner loop carries a
+   predicate; GEMV-like products (few rows) use half-width vectors or a predicated tail instead of
+   copying the weight. When several row tiles reuse a column tile, its B panel is packed into a
+   contiguous buffer per parallel task (B rows 1536 or 49152 floats apart otherwise alias a few cache
+   sets and the panel is re-read from memory for every row tile).
+3. ``RowReduction``: softmax / LayerNorm / RMSNorm-style functions whose blocks all map or reduce the
+   last axis of the same rows: parallel rows, vectorised maps (a row length that is not a multiple of the
+   vector width gets a scalar tail loop) and lane-parallel (rfactor) reductions.
 4. dlight's CPU ``GEMV`` and ``Reduction`` rules for the remaining reductions.
 5. ``Injective``: everything else (reshape, transpose, concat, elementwise, other reductions):
    inline what can be inlined, parallelise leading loops and vectorise the innermost one; 2-D transposes
@@ -26,9 +31,10 @@ that the shipped MetaSchedule database does not cover goes through these rules, 
 Each rule returns a schedule or None; ``apply`` records which rule scheduled each function so the
 build report can say what ran with which schedule.
 
-Importing this module also registers a vectorisable float32 ``erf`` lowering for LLVM targets (the
-default lowers to a scalar libm ``erff`` call per element, which made GELU epilogues 5x slower than
-the matmul they follow). Its error is below 5e-7 absolute.
+Importing this module also registers float32 lowerings for LLVM targets that vectorise: ``exp``
+(Cephes ``expf``, <1e-7 relative error), ``erf`` (rational polynomial, <5e-7 absolute) and
+``pow(x, 2)`` as ``x * x``. The defaults scalarise into one libm call per element, which made softmax
+and GELU/RMSNorm stages several times slower than the matmuls around them.
 """
 
 from __future__ import annotations
@@ -65,10 +71,19 @@ _ERF_Q = (
 )
 
 
+def _f32_lanes(dtype: str) -> int | None:
+    """Lanes of a float32 (vector) dtype string, or None for other types."""
+    if dtype == "float32":
+        return 1
+    if dtype.startswith("float32x") and dtype[8:].isdigit():
+        return int(dtype[8:])
+    return None
+
+
 def _lower_erf(call):
     x = call.args[0]
     dtype = str(x.ty)
-    if dtype != "float32":
+    if _f32_lanes(dtype) is None:
         return tirx.call_pure_extern(dtype, "erf", x)
 
     def c(v):
@@ -85,7 +100,53 @@ def _lower_erf(call):
     return x * p / q
 
 
+# float32 exp: Cephes ``expf`` (two-constant ln2 range reduction, degree-6 polynomial, ~1 ulp); LLVM
+# would otherwise scalarise vector ``llvm.exp`` into one libm call per lane.
+_EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+def _lower_exp(call):
+    x = call.args[0]
+    dtype = str(x.ty)
+    lanes = _f32_lanes(dtype)
+    if lanes is None:
+        return tirx.call_pure_extern(dtype, "exp", x)
+    itype = "int32" if lanes == 1 else f"int32x{lanes}"
+
+    def c(v):
+        return tirx.const(v, "float32")
+
+    x = tirx.max(tirx.min(x, c(88.3762626647949)), c(-88.3762626647949))
+    n = tirx.floor(x * c(1.44269504088896341) + c(0.5))
+    r = x - n * c(0.693359375) - n * c(-2.12194440e-4)
+    p = c(_EXP_P[0])
+    for a in _EXP_P[1:]:
+        p = p * r + c(a)
+    p = p * (r * r) + r + c(1.0)
+    two_n = tirx.reinterpret(dtype, tirx.shift_left(tirx.Cast(itype, n) + 127, 23))
+    return p * two_n
+
+
+def _lower_pow(call):
+    """``pow(x, 2)`` (RMSNorm's square, usually with the exponent a runtime scalar parameter) as ``x * x``.
+
+    Any other exponent keeps LLVM's ``llvm.pow``; a non-constant scalar exponent is tested at run time
+    (one branch per vector, not per element).
+    """
+    x, y = call.args
+    dtype = str(x.ty)
+    general = tirx.call_llvm_pure_intrin(dtype, "llvm.pow", x, y)
+    scalar = y.value if isinstance(y, tirx.Broadcast) else y
+    if "x" in str(scalar.ty) or _f32_lanes(dtype) is None:
+        return general
+    if isinstance(scalar, tirx.FloatImm):
+        return x * x if float(scalar.value) == 2.0 else general
+    return tirx.if_then_else(scalar == tirx.const(2.0, str(scalar.ty)), x * x, general)
+
+
 tirx.op.register_intrin_lowering("tirx.erf", "llvm", f=_lower_erf, level=99)
+tirx.op.register_intrin_lowering("tirx.pow", "llvm", f=_lower_pow, level=99)
+tirx.op.register_intrin_lowering("tirx.exp", "llvm", f=_lower_exp, level=99)
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
@@ -210,13 +271,24 @@ def _pad_fill_then_copy(sch: s_tir.Schedule, pad_block, lanes: int) -> None:
 # shared GEMM tiler
 
 
-def _gemm_tiles(I: int, J: int, lanes: int) -> tuple[int, int]:
-    """(rows, vectors per row) of the register tile for an ``I x J`` output (vectors along J)."""
+def _gemm_tiles(I: int, J: int, lanes: int) -> tuple[int, int, int, bool]:
+    """Register tile for an ``I x J`` output with vectors along J: (rows, vectors per row, lanes, pad J).
+
+    Padding J copies the whole B operand, which only pays off when many rows reuse it; few-row
+    products (GEMV-like) use half-width vectors or a predicated last tile instead.
+    """
+    pad_j = True
+    if J % lanes and I < 16:
+        pad_j = False
+        if J % (lanes // 2) == 0:
+            lanes //= 2
     nv = -(-J // lanes)
     if J % lanes == 0 and (nv % 4 == 0 or nv % 3 == 0 or nv % 2 == 0):
         jv = _divisor(nv, (4, 3, 2))
     elif J % lanes == 0 and nv <= 6:
         jv = nv
+    elif J % lanes == 0:
+        jv = max(v for v in range(1, 6) if nv % v == 0)
     else:
         padded = {v: -(-nv // v) * v for v in range(1, 5)}
         best = min(padded.values())
@@ -225,11 +297,11 @@ def _gemm_tiles(I: int, J: int, lanes: int) -> tuple[int, int]:
     if jv >= 5:
         max_rows = 4
     if I <= max_rows:
-        return I, jv
+        return I, jv, lanes, pad_j
     rows = _divisor(I, range(max_rows, 3, -1))
     if rows < 4:
         rows = max_rows
-    return rows, jv
+    return rows, jv, lanes, pad_j
 
 
 def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool = True) -> s_tir.Schedule:
@@ -247,34 +319,57 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
     I, J = _extent(sch, i), _extent(sch, j)
     if I is None or J is None:
         raise ValueError("dynamic gemm extents")
-    rows, jv = _gemm_tiles(I, J, lanes)
+    rows, jv, lanes, pad_j_ok = _gemm_tiles(I, J, lanes)
     jt = lanes * jv
-    pad_i, pad_j = I % rows != 0, J % jt != 0
+    pad_i, pad_j = I % rows != 0, J % jt != 0 and pad_j_ok
     padded = pad_i or pad_j
     copy = None
     if padded:
         sch.pad_einsum(mm, [1] * len(outer) + [rows if pad_i else 1, jt if pad_j else 1] + [1] * n_red)
-        blocks = _blocks(sch)
-        pos = [_name(sch, b) for b in blocks].index(stmt.name_hint)
-        copy = blocks[pos + 1]
-        for producer in blocks[:pos]:
-            if not _name(sch, producer).endswith("_pad"):
-                try:
-                    sch.compute_inline(producer)  # e.g. im2col folded into its padded copy
-                except RuntimeError:
-                    pass
-        blocks = _blocks(sch)
-        pos = [_name(sch, b) for b in blocks].index(stmt.name_hint)
-        for producer in blocks[:pos]:
+    blocks = _blocks(sch)
+    pos = [_name(sch, b) for b in blocks].index(stmt.name_hint)
+    producers = [_name(sch, b) for b in blocks[:pos]]
+    copy = blocks[pos + 1] if padded else None
+    # Pack the B panel of each column tile into a contiguous buffer when several row tiles reuse it:
+    # B rows are J floats apart, and strides like 1536 or 49152 floats map a whole panel onto a few
+    # cache sets, so without packing it is re-read from memory for every row tile.
+    n_outer = math.prod(_extent(sch, lp) for lp in outer)
+    i_tiles, j_tiles = -(-I // rows), -(-J // jt)
+    pack = i_tiles >= 4 and n_outer * j_tiles >= 4
+    packed = None
+    if pack:
+        jvar = sch.get(mm).iter_vars[len(outer) + 1].var
+        ivar = sch.get(mm).iter_vars[len(outer)].var
+        b_idx = [
+            n
+            for n, r in enumerate(sch.get(mm).reads)
+            if any(_uses(x.min, jvar) for x in r.region)
+            and not any(_uses(x.min, ivar) for x in r.region)
+            and not r.source.same_as(sch.get(mm).writes[0].source)
+        ]
+        pack = len(b_idx) == 1
+        if pack:
+            packed = sch.cache_read(mm, b_idx[0], "global")
+    for name in producers:
+        blk = sch.get_sblock(name)
+        if (padded and not name.endswith("_pad")) or (not padded and inline_producers):
+            try:
+                sch.compute_inline(blk)  # e.g. im2col folded into its padded copy or into the packing
+                continue
+            except RuntimeError:
+                pass
+        if pack and padded and name.endswith("_pad"):
+            try:
+                if sch.get(packed).reads[0].source.same_as(sch.get(blk).writes[0].source):
+                    sch.compute_inline(blk)  # the packing copy does the padding
+                    continue
+            except RuntimeError:
+                pass
+    blocks = _blocks(sch)
+    pos = [_name(sch, b) for b in blocks].index(stmt.name_hint)
+    for producer in blocks[:pos]:
+        if packed is None or not sch.get(producer).same_as(sch.get(packed)):
             _parallel_copy(sch, producer, lanes)
-    else:
-        blocks = _blocks(sch)
-        pos = [_name(sch, b) for b in blocks].index(stmt.name_hint)
-        for producer in blocks[:pos]:
-            if inline_producers:
-                sch.compute_inline(producer)
-            else:
-                _parallel_copy(sch, producer, lanes)
     loops = sch.get_loops(mm)
     *outer, i, j = loops[: len(loops) - n_red]
     ks = loops[len(loops) - n_red :]
@@ -282,17 +377,25 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
     jo, jti = sch.split(j, [None, jt])
     io, ii = sch.split(i, [None, rows])
     sch.reorder(*outer, jo, io, k, ii, jti)
-    par = sch.fuse(*outer, jo, io)
-    sch.parallel(par)
+    if pack:
+        par = sch.fuse(*outer, jo)
+        sch.parallel(par)
+        sch.compute_at(packed, par, preserve_unit_loops=True)
+        _vectorize_inner(sch, packed, lanes)
+        tile = io
+    else:
+        par = sch.fuse(*outer, jo, io)
+        sch.parallel(par)
+        tile = par
     if padded:
         sch.set_scope(mm, 0, "local")
         if epi is not None:
             sch.reverse_compute_inline(epi)
-        sch.reverse_compute_at(copy, par, preserve_unit_loops=True)
+        sch.reverse_compute_at(copy, tile, preserve_unit_loops=True)
         wb = copy
     else:
         wb = sch.cache_write(mm, 0, "local")
-        sch.reverse_compute_at(wb, par, preserve_unit_loops=True)
+        sch.reverse_compute_at(wb, tile, preserve_unit_loops=True)
         if epi is not None:
             sch.reverse_compute_inline(epi)
     jto, jtv = sch.split(jti, [None, lanes])
@@ -353,7 +456,9 @@ class Conv2d(ScheduleRule):
 
         def is_weight(ld):
             idx = list(ld.indices)
-            return len(idx) == 4 and all(isinstance(e, tirx.Var) and e.same_as(v) for e, v in zip(idx, (vf, vc, vr, vs)))
+            if len(idx) != 4:
+                return False
+            return all(isinstance(e, tirx.Var) and e.same_as(v) for e, v in zip(idx, (vf, vc, vr, vs), strict=True))
 
         if is_weight(lb):
             data = la
@@ -382,10 +487,7 @@ class Conv2d(ScheduleRule):
             return None
         epi = epilogue[-1] if epilogue else None
         if depthwise:
-            import os
-            if os.environ.get("DWC") == "1" or (
-                os.environ.get("DWC") != "0" and Conv2d._prefer_cvec(sch, conv, target)
-            ):
+            if Conv2d._prefer_cvec(sch, conv, target):
                 return self._depthwise_cvec(sch, conv, pad_block, epi, target, lb if data is la else la)
             return self._depthwise(sch, conv, pad_block, epi, target, data.indices[3])
         weight = lb if data is la else la
@@ -394,7 +496,7 @@ class Conv2d(ScheduleRule):
     @staticmethod
     def _as_gemm(sch, conv, pad_block, epi, target, data, weight):
         nn, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
-        OH, OW = _extent(sch, yy), _extent(sch, xx)
+        OW = _extent(sch, xx)
         KH, KW = _extent(sch, ry), _extent(sch, rx)
         y_idx, x_idx = data.indices[2], data.indices[3]
         stmt = sch.get(conv)
@@ -428,7 +530,12 @@ class Conv2d(ScheduleRule):
         col = sch.reindex(conv, ("read", d_idx))
         # the reindexed buffer is indexed by the block iters it uses, in block order (n, y, x, c[, r, s])
         col_read = [r for r in sch.get(conv).reads if r.source.same_as(sch.get(col).writes[0].source)][0]
-        used = [int(i) for v in col_read.region for i in range(7) if isinstance(v.min, tirx.Var) and v.min.same_as(stmt.iter_vars[i].var)]
+        used = [
+            i
+            for v in col_read.region
+            for i in range(7)
+            if isinstance(v.min, tirx.Var) and v.min.same_as(stmt.iter_vars[i].var)
+        ]
         if len(used) != len(col_read.region) or 2 not in used or 3 not in used:
             raise ValueError("unexpected im2col buffer")
         py, px = used.index(2), used.index(3)
@@ -438,6 +545,8 @@ class Conv2d(ScheduleRule):
             return (*rest, idx[py] * OW + idx[px])
 
         sch.transform_layout(col, ("write", 0), tirx.IndexMap.from_func(col_layout, ndim=len(used)))
+        cl = sch.get_loops(col)
+        sch.reorder(*[lp for d, lp in enumerate(cl) if d not in (py, px)], cl[py], cl[px])
         IC = _extent(sch, rc)
         keep = [d for d, e in ((4, IC), (5, KH), (6, KW)) if e > 1] or [4]  # unit reduction iters are dropped
         flat = tirx.IndexMap.from_func(lambda *v: (v[0], v[1], v[2] * OW + v[3], *[v[d] for d in keep]), ndim=7)
@@ -541,8 +650,172 @@ class Conv2d(ScheduleRule):
         return sch
 
 
+class RowReduction(ScheduleRule):
+    """Softmax / LayerNorm / RMSNorm-like functions: every block maps or reduces the last axis of the same rows.
+
+    Rows run in parallel and every stage of a row is computed together (the row stays in L1).
+    Reductions are split into ``lanes`` partial results (rfactor) so they vectorise; maps are vectorised.
+    A row length that is not a multiple of the vector width gets a separate scalar tail loop (loop
+    partition), so no vector loop carries a predicate.
+    """
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):  # noqa: C901
+        if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = _blocks(sch)
+        if len(blocks) < 2:
+            return None
+        last = blocks[-1]
+        last_stmt = sch.get(last)
+        if _is_reduction(sch, last) or len(last_stmt.iter_vars) < 2:
+            return None
+        row_ext = [_extent(sch, lp) for lp in sch.get_loops(last)[:-1]]
+        J = _extent(sch, sch.get_loops(last)[-1])
+        if J is None or any(e is None for e in row_ext):
+            return None
+        n_rows = len(row_ext)
+        kinds = {}
+        for blk in blocks:
+            stmt = sch.get(blk)
+            loops = sch.get_loops(blk)
+            exts = [_extent(sch, lp) for lp in loops]
+            types = [int(iv.iter_type) for iv in stmt.iter_vars]
+            if len(loops) != len(types) or exts[:n_rows] != row_ext or any(t == _REDUCE for t in types[:n_rows]):
+                return None
+            rest = [t for e, t in zip(exts[n_rows:], types[n_rows:], strict=True) if e != 1]  # keepdims axes
+            if not rest:
+                kinds[_name(sch, blk)] = "row"
+            elif len(rest) == 1 and exts[-1] == J:
+                kinds[_name(sch, blk)] = "reduce" if rest[0] == _REDUCE else "map"
+            else:
+                return None
+            if kinds[_name(sch, blk)] == "reduce" and stmt.init is None:
+                return None
+        if "reduce" not in kinds.values():
+            return None
+        lanes = _vector_lanes(target, sch.get(last).writes[0].source.dtype.bits)
+        # per-row scalars (mean = sum / n) are folded into their consumers
+        for blk in blocks[:-1]:
+            if kinds[_name(sch, blk)] == "row":
+                try:
+                    sch.compute_inline(blk)
+                except RuntimeError:
+                    pass
+        blocks = _blocks(sch)
+        vec_reduce = J >= 2 * lanes
+        rf_names = set()
+        for blk in blocks:
+            if kinds.get(_name(sch, blk)) != "reduce" or not vec_reduce:
+                continue
+            k = sch.get_loops(blk)[-1]
+            _, ki = sch.split(k, [None, lanes])
+            rf_names.add(_name(sch, sch.rfactor(ki, n_rows)))
+        last_name = _name(sch, last)
+        # Each stage keeps its own parallel row loop. (Computing all stages of a row together needs
+        # compute_at, which regenerates the loops of an rfactor block without the predicate of a partial
+        # last vector, or merge, whose bindings decompose_reduction then rejects.)
+        names = [_name(sch, b) for b in _blocks(sch)]
+        rf_ko = []
+        for name in names:
+            loops = sch.get_loops(sch.get_sblock(name))
+            sch.parallel(sch.fuse(*loops[:n_rows]) if n_rows > 1 else loops[0])
+            if name in rf_names:
+                rf_ko.append((name, self._rfactor_loops(sch, sch.get_sblock(name))))
+            elif kinds.get(name) == "reduce" and vec_reduce:
+                sch.unroll(sch.get_loops(sch.get_sblock(name))[-1])  # the sum of the lanes partial results
+            elif kinds.get(name) == "reduce":
+                k = sch.get_loops(sch.get_sblock(name))[-1]
+                sch.annotate(k, "pragma_auto_unroll_max_step", 8)
+                sch.annotate(k, "pragma_unroll_explicit", 1)
+        # decompose after every vectorize (an update block without init is not vectorisable), and
+        # partition the maps last (it splits their blocks)
+        for name, ko in rf_ko:
+            # (with a partial last vector the predicated block cannot be decomposed; its init then stays
+            # inside the loop, guarded by ko == 0, and loop_partition would duplicate that init)
+            if J % lanes == 0:
+                sch.decompose_reduction(sch.get_sblock(name), ko)
+        for name in names:
+            if kinds.get(name) == "map" or name == last_name:
+                self._map_loop(sch, sch.get_loops(sch.get_sblock(name))[-1], J, lanes)
+        return sch
+
+    @staticmethod
+    def _map_loop(sch, loop, J, lanes):
+        main = J - J % lanes
+        if main == 0:
+            return
+        if main != J:
+            loop, _tail = sch.loop_partition(loop, [main, None])
+        _, vi = sch.split(loop, [None, lanes])
+        sch.vectorize(vi)
+
+    @staticmethod
+    def _rfactor_loops(sch, rf):
+        """Order the rfactor block's loops (partial-sum loop ko, lane loop ki), vectorise ki; returns ko."""
+        loops = sch.get_loops(rf)
+        realize = sch.get(loops[-1]).body
+        stmt = sch.get(rf)
+        ko = ki = None
+        for lp in loops[1:]:
+            lvar = sch.get(lp).loop_var
+            for iv, val in zip(stmt.iter_vars, realize.iter_values, strict=True):
+                if _extent(sch, lp) > 1 and _uses(val, lvar):
+                    if int(iv.iter_type) == _REDUCE:
+                        ko = lp
+                    else:
+                        ki = lp
+        order = [sch.get(lp).loop_var.name for lp in loops]
+        if order.index(sch.get(ko).loop_var.name) > order.index(sch.get(ki).loop_var.name):
+            sch.reorder(ko, ki)
+        sch.vectorize(ki)
+        return ko
+
+
 class Injective(ScheduleRule):
     """Fallback for anything left: inline intermediates, parallelise outer loops, vectorise inner."""
+
+    @staticmethod
+    def _tile_transpose(sch: s_tir.Schedule, blk, lanes: int, tile: int = 16) -> bool:
+        """Tile a 2-D transpose-like copy (the read is contiguous along a loop other than the innermost)."""
+        loops = sch.get_loops(blk)
+        stmt = sch.get(blk)
+        if len(loops) < 2 or _is_reduction(sch, blk) or len(stmt.reads) != 1:
+            return False
+        exts = [_extent(sch, lp) for lp in loops]
+        if any(e is None for e in exts):
+            return False
+        read = stmt.reads[0].region
+        write = stmt.writes[0].region
+        ivars = [iv.var for iv in stmt.iter_vars]
+        if len(ivars) != len(loops):
+            return False
+
+        def unit_pos(region):
+            last = region[-1].min
+            for pos, v in enumerate(ivars):
+                coeff = sym.detect_linear_equation(last, [v])
+                if len(coeff) == 2 and isinstance(coeff[0], tirx.IntImm) and int(coeff[0]) == 1:
+                    if any(_uses(r.min, v) for r in region[:-1]):
+                        continue
+                    return pos
+            return None
+
+        rpos, wpos = unit_pos(read), unit_pos(write)
+        if rpos is None or wpos is None or rpos == wpos or wpos != len(loops) - 1:
+            return False
+        tile = next((t for t in (tile, 8, 4) if exts[rpos] % t == 0 and exts[wpos] % t == 0), None)
+        if tile is None:
+            return False
+        ro, ri = sch.split(loops[rpos], [None, tile])
+        wo, wi = sch.split(loops[wpos], [None, tile])
+        others = [lp for d, lp in enumerate(loops) if d not in (rpos, wpos)]
+        sch.reorder(*others, ro, wo, ri, wi)
+        sch.parallel(sch.fuse(*others, ro))
+        sch.reorder(wi, ri)
+        sch.unroll(wi)
+        sch.vectorize(ri)  # contiguous loads, one tile column of stores per lane
+        return True
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
         if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
@@ -558,6 +831,8 @@ class Injective(ScheduleRule):
         for blk in _blocks(sch):
             loops = sch.get_loops(blk)
             if not loops:
+                continue
+            if self._tile_transpose(sch, blk, lanes):
                 continue
             spatial = [lp for lp in loops if sch.get(lp).kind == tirx.ForKind.SERIAL]
             stmt = sch.get(blk)
@@ -583,6 +858,7 @@ class Injective(ScheduleRule):
 RULES = {
     "conv2d": Conv2d(),
     "matmul": Matmul(),
+    "rows": RowReduction(),
     "gemv": dl.cpu.GEMV(),
     "reduction": dl.cpu.Reduction(),
     "injective": Injective(),

@@ -29,7 +29,39 @@ def to_relax(model, inputs: tuple[TensorSpec, ...]):
     from tvm.relax.frontend.onnx import from_onnx
 
     check_ops(model)
+    model = _inline_shape_constants(model)
     mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                     dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
     mod, params = relax.frontend.detach_params(mod)
     return mod, [p.numpy() for p in params.get("main", [])]
+
+
+def _inline_shape_constants(model):
+    """Turn non-float initializers (shapes, axes, indices) into Constant nodes.
+
+    With ``keep_params_in_input=True`` TVM's importer makes every initializer a runtime parameter,
+    so int64 shape tensors (e.g. SmolLM2's grouped-query key/value repeat) become runtime shape
+    lookups and leave tensors of unknown shape that cannot be scheduled. Weights stay parameters.
+    """
+    import onnx
+    from onnx import helper
+
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+    moved = [t for t in model.graph.initializer if t.data_type not in floats]
+    if not moved:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    keep = [t for t in out.graph.initializer if t.data_type in floats]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(keep)
+    names = {t.name for t in moved}
+    inputs = [i for i in out.graph.input if i.name not in names]
+    del out.graph.input[:]
+    out.graph.input.extend(inputs)
+    consts = [helper.make_node("Constant", [], [t.name], value=t, name=f"edgecomp_const_{i}")
+              for i, t in enumerate(moved)]
+    nodes = list(out.graph.node)
+    del out.graph.node[:]
+    out.graph.node.extend(consts + nodes)
+    return out

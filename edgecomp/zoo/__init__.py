@@ -50,11 +50,7 @@ def _load_all() -> None:
     if not _loaded:
         _loaded = True
         for mod in _MODULES:
-            try:  # TEMP until all zoo modules land
-                importlib.import_module(f"edgecomp.zoo.{mod}")
-            except ModuleNotFoundError as e:
-                if e.name != f"edgecomp.zoo.{mod}":
-                    raise
+            importlib.import_module(f"edgecomp.zoo.{mod}")
 
 
 def get(name: str) -> ZooEntry:

@@ -67,7 +67,9 @@ def _embedder_class():
                                token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            # = F.normalize(pooled, dim=1), written out: F.normalize exports an Expand whose shape TVM's
+            # from_onnx keeps dynamic (R.divide then fails VM codegen); a broadcasting Div does not
+            return pooled / pooled.norm(p=2, dim=1, keepdim=True).clamp(min=1e-12)
 
     return MiniLMEmbedder
 
@@ -80,7 +82,7 @@ def load():
 
     bert = AutoModel.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32)
     torch.set_grad_enabled(False)
-    return _embedder_class()(bert.eval()).eval()
+    return _embedder_class()(bert).eval().requires_grad_(False)
 
 
 def calibration(n: int, seed: int) -> list[Feeds]:
@@ -99,7 +101,7 @@ def calibration(n: int, seed: int) -> list[Feeds]:
     return encode_text(picks, SEQ_LEN)
 
 
-register(ZooEntry(
+ENTRY = register(ZooEntry(
     name="minilm-l6",
     description="all-MiniLM-L6-v2 sentence embedder: BERT 6 layers, d=384, mean-pooled + L2-normalised, seq 256",
     family="bert",

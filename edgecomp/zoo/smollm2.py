@@ -111,7 +111,7 @@ def load():
     import torch
 
     torch.set_grad_enabled(False)
-    return _lm_class()(copy.deepcopy(_hf_model())).eval()
+    return _lm_class()(copy.deepcopy(_hf_model())).eval().requires_grad_(False)
 
 
 def token_windows(text: str, seq_len: int = SEQ_LEN) -> np.ndarray:
@@ -131,7 +131,7 @@ def calibration(n: int, seed: int) -> list[Feeds]:
     return [{"input_ids": windows[i : i + 1]} for i in idx]
 
 
-register(ZooEntry(
+ENTRY = register(ZooEntry(
     name="smollm2-135m",
     description="SmolLM2-135M-Instruct causal LM: Llama, 30 blocks, d=576, 9 heads / 3 KV heads, seq 256 -> logits",
     family="llama",

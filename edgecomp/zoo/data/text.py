@@ -50,7 +50,7 @@ def _need(rel: str, what: str) -> Path:
 
 # --- Jane Austen (R data, parsed with the `rdata` package) -------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _austen_index() -> tuple[dict, bytes]:
     try:
         import rdata
@@ -66,7 +66,7 @@ def _austen_index() -> tuple[dict, bytes]:
     return index, rdb.read_bytes()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def austen(novel: str) -> str:
     """The full text of one Austen novel (a name in ``NOVELS``), one line of the R vector per line."""
     import rdata
@@ -129,7 +129,7 @@ def strip_wikitext(text: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines()).strip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def enwiki_text(max_pages: int | None = None) -> str:
     """Article text of the gensim enwiki sample (206 pages before filtering), markup stripped."""
     path = _need(f"{_GENSIM_DIR}/{_ENWIKI}", "enwiki sample")
