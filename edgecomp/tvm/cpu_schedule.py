@@ -71,6 +71,18 @@ _ERF_Q = (
 )
 
 
+# the lowerings these replace, for the dtypes they do not handle (captured before registering ours)
+_DEFAULT_LOWERING = {
+    op: tvm.ir.Op.get(op).get_attr("llvm.FLowerIntrinsic") or tvm.ir.Op.get(op).get_attr("default.FLowerIntrinsic")
+    for op in ("tirx.erf", "tirx.exp", "tirx.pow")
+}
+
+
+def _default_lowering(op: str, call):
+    fn = _DEFAULT_LOWERING.get(op)
+    return fn(call) if fn is not None else call
+
+
 def _f32_lanes(dtype: str) -> int | None:
     """Lanes of a float32 (vector) dtype string, or None for other types."""
     if dtype == "float32":
@@ -84,7 +96,7 @@ def _lower_erf(call):
     x = call.args[0]
     dtype = str(x.ty)
     if _f32_lanes(dtype) is None:
-        return tirx.call_pure_extern(dtype, "erf", x)
+        return _default_lowering("tirx.erf", call)
 
     def c(v):
         return tirx.const(v, "float32")
@@ -110,7 +122,7 @@ def _lower_exp(call):
     dtype = str(x.ty)
     lanes = _f32_lanes(dtype)
     if lanes is None:
-        return tirx.call_pure_extern(dtype, "exp", x)
+        return _default_lowering("tirx.exp", call)
     itype = "int32" if lanes == 1 else f"int32x{lanes}"
 
     def c(v):
@@ -135,9 +147,11 @@ def _lower_pow(call):
     """
     x, y = call.args
     dtype = str(x.ty)
+    if _f32_lanes(dtype) is None:
+        return _default_lowering("tirx.pow", call)
     general = tirx.call_llvm_pure_intrin(dtype, "llvm.pow", x, y)
     scalar = y.value if isinstance(y, tirx.Broadcast) else y
-    if "x" in str(scalar.ty) or _f32_lanes(dtype) is None:
+    if "x" in str(scalar.ty):
         return general
     if isinstance(scalar, tirx.FloatImm):
         return x * x if float(scalar.value) == 2.0 else general
@@ -267,48 +281,72 @@ def _pad_fill_then_copy(sch: s_tir.Schedule, pad_block, lanes: int) -> None:
         sch.vectorize(inner)
 
 
+def _j_last(sch: s_tir.Schedule, block, which: tuple[str, int], jvar) -> None:
+    """Permute the dims of the buffer ``block`` accesses at ``which`` so the dims indexed by ``jvar``
+    (the vectorised GEMM column) come last: packed B panels and accumulators must be contiguous in j."""
+    stmt = sch.get(block)
+    region = (stmt.reads if which[0] == "read" else stmt.writes)[which[1]].region
+    jdims = [d for d, r in enumerate(region) if _uses(r.min, jvar)]
+    if not jdims or jdims == list(range(len(region) - len(jdims), len(region))):
+        return
+    order = [d for d in range(len(region)) if d not in jdims] + jdims
+    sch.transform_layout(
+        block, which, tirx.IndexMap.from_func(lambda *v: tuple(v[d] for d in order), ndim=len(region))
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # shared GEMM tiler
+
+
+# register tiles (rows, vectors per row) in order of preference; at most 28 accumulators + loads in 32 zmm
+_TILES = (
+    (6, 4), (7, 3), (8, 3), (6, 3), (8, 2), (5, 4), (4, 5), (4, 6), (4, 4), (7, 2), (6, 2), (5, 3), (4, 3),
+    (8, 1), (7, 1), (5, 2), (4, 2), (6, 1), (3, 4), (3, 3), (2, 4), (1, 6), (1, 5), (1, 4), (2, 3), (1, 3),
+    (3, 2), (2, 2), (1, 2), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1),
+)
 
 
 def _gemm_tiles(I: int, J: int, lanes: int) -> tuple[int, int, int, bool]:
     """Register tile for an ``I x J`` output with vectors along J: (rows, vectors per row, lanes, pad J).
 
-    Padding J copies the whole B operand, which only pays off when many rows reuse it; few-row
-    products (GEMV-like) use half-width vectors or a predicated last tile instead.
+    The preferred tile whose padded work is within 10% of the least padded one wins. Padding J copies the
+    whole B operand (and padding I the A operand), which only pays off when many rows (columns) reuse it;
+    few-row products (GEMV-like) use half-width vectors or a predicated last tile instead.
     """
     pad_j = True
     if J % lanes and I < 16:
         pad_j = False
         if J % (lanes // 2) == 0:
             lanes //= 2
-    nv = -(-J // lanes)
-    if J % lanes == 0 and (nv % 4 == 0 or nv % 3 == 0 or nv % 2 == 0):
-        jv = _divisor(nv, (4, 3, 2))
-    elif J % lanes == 0 and nv <= 6:
-        jv = nv
-    elif J % lanes == 0:
-        jv = max(v for v in range(1, 6) if nv % v == 0)
-    else:
-        padded = {v: -(-nv // v) * v for v in range(1, 5)}
-        best = min(padded.values())
-        jv = max(v for v, p in padded.items() if p <= best * 1.1)
-    max_rows = 6 if jv >= 4 else 8
-    if jv >= 5:
-        max_rows = 4
-    if I <= max_rows:
-        return I, jv, lanes, pad_j
-    rows = _divisor(I, range(max_rows, 3, -1))
-    if rows < 4:
-        rows = max_rows
+    cands = []
+    for rank, (rows, jv) in enumerate(_TILES):
+        if rows > max(I, 1) or (I >= 4 and rows < min(4, I)):
+            continue
+        jt = lanes * jv
+        if jt > -(-J // lanes) * lanes:  # a tile wider than the (vector-rounded) row
+            continue
+        work = -(-I // rows) * rows * -(-J // jt) * jt
+        if J % jt:
+            work *= 1 + 8 / I if pad_j else 1.1  # the copy of B, or a predicated last tile
+        if I % rows:
+            work *= 1 + 8 / J  # the copy of A (the weights of a convolution)
+        cands.append((work, rank, rows, jv))
+    if not cands:
+        return 1, 1, lanes, pad_j
+    best = min(c[0] for c in cands)
+    _, _, rows, jv = min((c for c in cands if c[0] <= best * 1.1), key=lambda c: c[1])
     return rows, jv, lanes, pad_j
 
 
-def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool = True) -> s_tir.Schedule:
+def _gemm(
+    sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool = True, force_pack: bool = False
+) -> s_tir.Schedule:
     """Register-tile ``mm`` (loops ``(*outer, i, j, *k)``, trivial bindings, einsum accesses).
 
     ``epi`` is the single elementwise consumer of ``mm`` (or None); it is fused into the write-back.
     Producers of ``mm`` (blocks before it) are inlined when ``inline_producers``, else materialised.
+    ``force_pack`` packs the B panels even when few row tiles reuse them (B not contiguous along j).
     """
     stmt = sch.get(mm)
     bits = stmt.writes[0].source.dtype.bits
@@ -323,7 +361,6 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
     jt = lanes * jv
     pad_i, pad_j = I % rows != 0, J % jt != 0 and pad_j_ok
     padded = pad_i or pad_j
-    copy = None
     if padded:
         sch.pad_einsum(mm, [1] * len(outer) + [rows if pad_i else 1, jt if pad_j else 1] + [1] * n_red)
     blocks = _blocks(sch)
@@ -333,9 +370,11 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
     # Pack the B panel of each column tile into a contiguous buffer when several row tiles reuse it:
     # B rows are J floats apart, and strides like 1536 or 49152 floats map a whole panel onto a few
     # cache sets, so without packing it is re-read from memory for every row tile.
+    n_out = len(outer)
     n_outer = math.prod(_extent(sch, lp) for lp in outer)
     i_tiles, j_tiles = -(-I // rows), -(-J // jt)
-    pack = i_tiles >= 4 and n_outer * j_tiles >= 4
+    k_ext = math.prod(_extent(sch, lp) for lp in sch.get_loops(mm)[len(sch.get_loops(mm)) - n_red :])
+    pack = force_pack or (i_tiles >= 4 and n_outer * j_tiles >= 4 and k_ext * jt * bits // 8 >= 32768)
     packed = None
     if pack:
         jvar = sch.get(mm).iter_vars[len(outer) + 1].var
@@ -348,8 +387,13 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
             and not r.source.same_as(sch.get(mm).writes[0].source)
         ]
         pack = len(b_idx) == 1
+        if force_pack and not pack:
+            raise ValueError("no B operand to pack")
         if pack:
             packed = sch.cache_read(mm, b_idx[0], "global")
+            pbuf = sch.get(packed).writes[0].source
+            p_idx = [r.source.same_as(pbuf) for r in sch.get(mm).reads].index(True)
+            _j_last(sch, mm, ("read", p_idx), sch.get(mm).iter_vars[n_out + 1].var)
     for name in producers:
         blk = sch.get_sblock(name)
         if (padded and not name.endswith("_pad")) or (not padded and inline_producers):
@@ -389,12 +433,14 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
         tile = par
     if padded:
         sch.set_scope(mm, 0, "local")
+        _j_last(sch, mm, ("write", 0), sch.get(mm).iter_vars[n_out + 1].var)
         if epi is not None:
             sch.reverse_compute_inline(epi)
         sch.reverse_compute_at(copy, tile, preserve_unit_loops=True)
         wb = copy
     else:
         wb = sch.cache_write(mm, 0, "local")
+        _j_last(sch, mm, ("write", 0), sch.get(mm).iter_vars[n_out + 1].var)
         sch.reverse_compute_at(wb, tile, preserve_unit_loops=True)
         if epi is not None:
             sch.reverse_compute_inline(epi)
@@ -402,7 +448,8 @@ def _gemm(sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool =
     sch.unroll(ii)
     sch.unroll(jto)
     sch.vectorize(jtv)
-    _vectorize_inner(sch, wb, lanes)
+    if _extent(sch, sch.get_loops(wb)[-1]) % lanes == 0:
+        _vectorize_inner(sch, wb, lanes)  # (not when the write-back transposes the tile: j is not innermost)
     sch.decompose_reduction(mm, k)
     return sch
 
@@ -496,7 +543,7 @@ class Conv2d(ScheduleRule):
     @staticmethod
     def _as_gemm(sch, conv, pad_block, epi, target, data, weight):
         nn, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
-        OW = _extent(sch, xx)
+        OC, OW, P = _extent(sch, ff), _extent(sch, xx), _extent(sch, yy) * _extent(sch, xx)
         KH, KW = _extent(sch, ry), _extent(sch, rx)
         y_idx, x_idx = data.indices[2], data.indices[3]
         stmt = sch.get(conv)
@@ -555,7 +602,19 @@ class Conv2d(ScheduleRule):
         sch.transform_block_layout(epi, lambda n, f, y, x: (n, f, y * OW + x))
         if pad_block is not None:
             sch.compute_inline(pad_block)
-        return _gemm(sch, conv, epi, target, inline_producers=direct)
+        # Few output pixels that are not a whole number of vectors (14x14 = 196) and a short reduction:
+        # compute the transposed product instead, pixels as rows and output channels as vectors; the
+        # packing of each weight panel transposes it, and the write-back transposes the tile into NCHW.
+        # (With a long reduction the pixel-row operand, read across channels, no longer stays in cache.)
+        lanes = _vector_lanes(target)
+        K = math.prod(_extent(sch, lp) for lp in sch.get_loops(conv)[3:])
+        swap = P % lanes != 0 and OC % lanes == 0 and K <= 128 and P < 256
+        if swap:
+            n_it = 3 + len(keep)
+            sch.transform_block_layout(
+                conv, tirx.IndexMap.from_func(lambda *v: (v[0], v[2], v[1], *v[3:]), ndim=n_it)
+            )
+        return _gemm(sch, conv, epi, target, inline_producers=direct, force_pack=swap)
 
     @staticmethod
     def _prefer_cvec(sch, conv, target) -> bool:

@@ -87,10 +87,11 @@ def test_batched_matmul_n197():
     np.testing.assert_allclose(out, q.astype(np.float64) @ kt, rtol=RTOL, atol=1e-4)
 
 
-def test_gemv_row_vector_n1000():
-    """M = 1 with N = 1000 (not a multiple of 16): half-width vectors, the weight is not copied."""
-    rng = np.random.default_rng(2)
-    x, w, b = _rand(rng, 1, 256), _rand(rng, 256, 1000, scale=0.1), _rand(rng, 1000)
+@pytest.mark.parametrize(("m", "n"), [(1, 1000), (3, 100)])
+def test_few_rows_matmul(m, n):
+    """GEMV-like products: N = 1000 uses half-width vectors, N = 100 a predicated last tile (no B copy)."""
+    rng = np.random.default_rng(n)
+    x, w, b = _rand(rng, m, 256), _rand(rng, 256, n, scale=0.1), _rand(rng, n)
 
     out, used = _build(lambda bb, x, w, b: relax.op.add(relax.op.matmul(x, w), b), {"x": x, "w": w, "b": b})
     _assert_rules(used, "matmul")
