@@ -39,7 +39,7 @@ def run(artifact: str | Path, feeds: Feeds | None = None) -> dict[str, np.ndarra
 def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torch"), policy=None,
           progress=None) -> dict:
     """Latency of the artifact and of the same model in other engines; the JSON of `edgecomp bench`."""
-    from edgecomp.artifact import Artifact
+    from edgecomp.artifact import Artifact, file_sha256
     from edgecomp.bench.measure import BenchPolicy, measure, provenance
 
     policy = policy or BenchPolicy()
@@ -51,7 +51,7 @@ def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torc
         ENGINES.get(e)
     results = measure(str(art.path), engines, policy, progress)
     prov = provenance(policy)
-    prov["artifact_manifest_sha256"] = _sha(art.path / "manifest.json")
+    prov["artifact_manifest_sha256"] = file_sha256(art.path / "manifest.json")
     prov["toolchain"] = art.manifest["toolchain"]
     return {"model": art.name, "target": art.manifest["target"]["name"], "device": "local", "batch": 1,
             "inputs": art.manifest["inputs"], "results": results, "provenance": prov}
@@ -94,8 +94,3 @@ def evaluate(model: str | Path, task: str | None = None, limit: int | None = Non
         out["reference"] = {"value": res.reference_value, "source": "fp32 torch model, same data, same run"}
     return out
 
-
-def _sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -36,7 +36,7 @@ FORMAT = 1
 UNHASHED = ("manifest.json", "timings.json")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -108,7 +108,7 @@ def write(model, cfg, target, out: Path, timings: dict) -> Path:
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             rel = path.relative_to(tmp).as_posix()
             if rel not in UNHASHED:
-                files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                files[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
         manifest = {
             "format": FORMAT, "edgecomp": __version__, "model": model.name, "source": model.source,
             "task": model.task, "target": target.to_dict(), "recipe": cfg.to_dict(), "toolchain": toolchain(),
@@ -150,7 +150,7 @@ class Artifact:
             p = self.path / rel
             if not p.exists():
                 raise ArtifactError(f"{self.path}: {rel} is missing", hint="rebuild the artifact")
-            if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
+            if p.stat().st_size != meta["bytes"] or file_sha256(p) != meta["sha256"]:
                 raise ArtifactError(f"{self.path}: {rel} does not match its sha256 in manifest.json",
                                     hint="the file was modified or truncated; rebuild the artifact")
 

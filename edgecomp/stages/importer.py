@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecomp import onnx_tools
+from edgecomp.artifact import file_sha256
 from edgecomp.errors import ConfigError, MalformedModelError, UnknownModelError
 from edgecomp.model import Model
 from edgecomp.specs import Feeds, TensorSpec
@@ -66,7 +67,7 @@ def _from_onnx(path: Path, calib_samples: int, seed: int) -> Model:
     model = onnx_tools.load(path)
     inputs = onnx_tools.input_specs(model)
     outputs = tuple(o.name for o in model.graph.output)
-    return Model(name=path.stem, source={"kind": "onnx", "ref": str(path), "sha256": _file_sha(path)},
+    return Model(name=path.stem, source={"kind": "onnx", "ref": str(path), "sha256": file_sha256(path)},
                  form="onnx", payload=model, inputs=inputs, outputs=outputs,
                  calibration=_synthetic(inputs, calib_samples, seed),
                  notes=("calibration: synthetic N(0,1) / ones inputs (an ONNX file carries no data)",))
@@ -83,6 +84,8 @@ def _from_hf_dir(path: Path, calib_samples: int, seed: int) -> Model:
     import torch
     import transformers
 
+    from edgecomp.adapters.hf import CausalLMLogits, EncoderHidden
+
     causal = any(a.endswith("ForCausalLM") for a in config.get("architectures", []))
     try:
         cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
@@ -94,9 +97,9 @@ def _from_hf_dir(path: Path, calib_samples: int, seed: int) -> Model:
     ids = TensorSpec("input_ids", (1, HF_SEQ_LEN), "int64")
     rng = np.random.default_rng(seed)
     if causal:
-        module, inputs, outputs = _CausalLM(hf), (ids,), ("logits",)
+        module, inputs, outputs = CausalLMLogits(hf), (ids,), ("logits",)
     else:
-        module, inputs, outputs = _Encoder(hf), (ids, TensorSpec("attention_mask", (1, HF_SEQ_LEN), "int64")), (
+        module, inputs, outputs = EncoderHidden(hf), (ids, TensorSpec("attention_mask", (1, HF_SEQ_LEN), "int64")), (
             "last_hidden_state",)
     feeds = tuple({"input_ids": rng.integers(0, vocab, (1, HF_SEQ_LEN), dtype=np.int64),
                    **({} if causal else {"attention_mask": np.ones((1, HF_SEQ_LEN), np.int64)})}
@@ -112,54 +115,9 @@ def _synthetic(inputs: tuple[TensorSpec, ...], n: int, seed: int) -> tuple[Feeds
                            else np.ones(s.shape, s.dtype)) for s in inputs} for _ in range(n))
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _dir_sha(path: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(q for q in path.rglob("*") if q.is_file()):
         h.update(p.relative_to(path).as_posix().encode())
-        h.update(_file_sha(p).encode())
+        h.update(file_sha256(p).encode())
     return h.hexdigest()
-
-
-def _wrappers():
-    import torch
-
-    class CausalLM(torch.nn.Module):
-        """input_ids [1, T] -> logits [1, T, vocab]; explicit positions and mask keep the export static."""
-
-        def __init__(self, hf):
-            super().__init__()
-            self.hf = hf
-
-        def forward(self, input_ids):
-            T = input_ids.shape[1]
-            pos = torch.arange(T).unsqueeze(0)
-            return self.hf(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), position_ids=pos,
-                           use_cache=False).logits
-
-    class Encoder(torch.nn.Module):
-        """(input_ids, attention_mask) [1, T] -> last_hidden_state [1, T, hidden]."""
-
-        def __init__(self, hf):
-            super().__init__()
-            self.hf = hf
-
-        def forward(self, input_ids, attention_mask):
-            return self.hf(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    return CausalLM, Encoder
-
-
-def _CausalLM(hf):
-    return _wrappers()[0](hf)
-
-
-def _Encoder(hf):
-    return _wrappers()[1](hf)

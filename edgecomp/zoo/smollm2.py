@@ -88,30 +88,15 @@ def _hf_model():
     return model.eval()
 
 
-def _lm_class():
-    import torch
-
-    class SmolLM2Logits(torch.nn.Module):
-        """LlamaForCausalLM with the export-friendly call: input_ids int64 [1, T] -> logits float32 [1, T, V]."""
-
-        def __init__(self, lm):
-            super().__init__()
-            self.lm = lm
-
-        def forward(self, input_ids):
-            positions = torch.arange(input_ids.shape[1], dtype=torch.int64, device=input_ids.device).unsqueeze(0)
-            return self.lm(input_ids=input_ids, position_ids=positions, attention_mask=torch.ones_like(input_ids),
-                           use_cache=False).logits
-
-    return SmolLM2Logits
-
 
 def load():
     """A fresh eval-mode fp32 module (a copy of the per-process cached dequantized model; safe to mutate)."""
     import torch
 
     torch.set_grad_enabled(False)
-    return _lm_class()(copy.deepcopy(_hf_model())).eval().requires_grad_(False)
+    from edgecomp.adapters.hf import CausalLMLogits
+
+    return CausalLMLogits(copy.deepcopy(_hf_model())).eval().requires_grad_(False)
 
 
 def token_windows(text: str, seq_len: int = SEQ_LEN) -> np.ndarray:
