@@ -28,9 +28,10 @@ def edgecomp(*args: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def measure(model: str, build_dir: Path) -> None:
+def measure(model: str, build_dir: Path, reuse: bool) -> None:
     art = build_dir / model
-    edgecomp("build", model, "--target", "x86", "-o", str(art))
+    if not (reuse and (art / "manifest.json").exists()):
+        edgecomp("build", model, "--target", "x86", "-o", str(art))
     edgecomp("bench", str(art), "--compare", "onnxruntime,torch", "--json", str(RESULTS / f"{model}-bench.json"))
     if model != "vit-s16":  # seeded random weights: no quality metric
         edgecomp("eval", str(art), "--json", str(RESULTS / f"{model}-eval.json"))
@@ -75,11 +76,12 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--build-dir", type=Path, default=ROOT / "out")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--reuse-builds", action="store_true", help="keep artifacts already under --build-dir")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
         for model in args.models.split(","):
-            measure(model.strip(), args.build_dir)
+            measure(model.strip(), args.build_dir, args.reuse_builds)
     write_readme()
 
 

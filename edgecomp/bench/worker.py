@@ -14,6 +14,8 @@ import time
 
 def main() -> None:
     engine_name, art_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # NOTE: the protocol owns stdout; anything a model loader prints (some do) goes to stderr instead.
+    protocol, sys.stdout = sys.stdout, sys.stderr
     try:
         from edgecomp.artifact import Artifact
         from edgecomp.runtime.engines import open_engine
@@ -22,9 +24,9 @@ def main() -> None:
         engine = open_engine(engine_name, art, threads)
         prepared = engine.prepare(art.example_inputs())
     except Exception as e:  # report any load failure to the parent as one line
-        print(json.dumps({"error": f"{type(e).__name__}: {e}".splitlines()[0]}), flush=True)
+        print(json.dumps({"error": f"{type(e).__name__}: {e}".splitlines()[0]}), file=protocol, flush=True)
         return
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True}), file=protocol, flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "quit":
@@ -34,7 +36,7 @@ def main() -> None:
             t = time.perf_counter()
             engine.invoke(prepared)
             times.append((time.perf_counter() - t) * 1e3)
-        print(json.dumps({"ms": times}), flush=True)
+        print(json.dumps({"ms": times}), file=protocol, flush=True)
 
 
 if __name__ == "__main__":
