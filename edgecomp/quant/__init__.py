@@ -1,0 +1,1 @@
+"""Quantization algorithm cores: grids and packing, activation fake-quant, GPTQ, compensation, reconstruction."""
