@@ -1,6 +1,14 @@
-"""ONNX -> Relax, with every unsupported operator named (op type and node) before TVM sees it."""
+"""ONNX -> Relax, with every unsupported operator named (op type and node) before TVM sees it.
+
+Besides TVM's own converters, edgecomp's quantised-weight forms are imported (``quant_ops``):
+``com.microsoft.MatMulNBits`` and ``DequantizeLinear`` on 4-bit initializers (rewritten before import
+into ``edgecomp`` ops on the packed bytes) and 8-bit ``DequantizeLinear`` weights (laid out for the
+GEMM/conv that consumes them); see ``quant_ops.rewrite``.
+"""
 
 from __future__ import annotations
+
+import math
 
 from edgecomp.errors import UnsupportedOpError
 from edgecomp.specs import TensorSpec
@@ -9,18 +17,32 @@ from edgecomp.specs import TensorSpec
 def supported_ops() -> set[str]:
     from tvm.relax.frontend.onnx import onnx_frontend
 
+    from edgecomp.tvm import quant_ops
+
+    quant_ops.register()
     return set(onnx_frontend._get_convert_map())
 
 
+def _unsupported(node, i: int, why: str):
+    where = node.name or f"#{i}"
+    domain = f"{node.domain}." if node.domain else ""
+    return UnsupportedOpError(f"ONNX op {domain}{node.op_type} (node {where!r}) {why}",
+                              hint="re-export without it (e.g. a lower opset or a decomposed form)")
+
+
 def check_ops(model) -> None:
-    """Raise UnsupportedOpError for the first node TVM's ONNX importer has no converter for."""
+    """Raise UnsupportedOpError for the first node TVM's ONNX importer has no converter for
+    (or, for the quantisation ops, whose attributes/inputs the converters do not handle)."""
+    from edgecomp.tvm import quant_ops
+
     known = supported_ops()
     for i, node in enumerate(model.graph.node):
         if node.op_type not in known:
-            where = node.name or f"#{i}"
-            domain = f"{node.domain}." if node.domain else ""
-            raise UnsupportedOpError(f"ONNX op {domain}{node.op_type} (node {where!r}) has no TVM lowering",
-                                     hint="re-export without it (e.g. a lower opset or a decomposed form)")
+            raise _unsupported(node, i, "has no TVM lowering")
+    bad = quant_ops.unsupported(model)
+    if bad is not None:
+        i, node, reason = bad
+        raise _unsupported(node, i, f"has no TVM lowering for {reason}")
 
 
 def to_relax(model, inputs: tuple[TensorSpec, ...]):
@@ -28,7 +50,10 @@ def to_relax(model, inputs: tuple[TensorSpec, ...]):
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    check_ops(model)
+    from edgecomp.tvm import quant_ops
+
+    check_ops(model)  # (also registers the quantisation converters)
+    model = quant_ops.rewrite(model)
     model = _inline_shape_constants(model)
     mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                     dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
@@ -36,23 +61,35 @@ def to_relax(model, inputs: tuple[TensorSpec, ...]):
     return mod, [p.numpy() for p in params.get("main", [])]
 
 
+def _is_param(t) -> bool:
+    """Whether initializer ``t`` stays a runtime parameter: float tensors, and 8-bit integer tensors of more
+    than one element (quantised weights, packed 4-bit weights, per-axis zero points). A one-element zero
+    point becomes a constant (a 0-d one is folded into the arithmetic of TVM's dequantize lowering)."""
+    from onnx import TensorProto
+
+    if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
+        return True
+    return t.data_type in (TensorProto.INT8, TensorProto.UINT8) and math.prod(t.dims) > 1
+
+
 def _inline_shape_constants(model):
-    """Turn non-float initializers (shapes, axes, indices) into Constant nodes.
+    """Turn shape-like initializers (integer/bool shapes, axes, indices, scalar zero points) into Constant nodes.
 
     With ``keep_params_in_input=True`` TVM's importer makes every initializer a runtime parameter,
     so int64 shape tensors (e.g. SmolLM2's grouped-query key/value repeat) become runtime shape
-    lookups and leave tensors of unknown shape that cannot be scheduled. Weights stay parameters.
+    lookups and leave tensors of unknown shape that cannot be scheduled. Weights (``_is_param``) stay
+    parameters: float tensors and int8/uint8 quantised weights, so the artifact's parameters keep their
+    stored precision and FoldConstant cannot fold a dequantisation into a float constant.
     """
     import onnx
     from onnx import helper
 
-    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
-    moved = [t for t in model.graph.initializer if t.data_type not in floats]
+    moved = [t for t in model.graph.initializer if not _is_param(t)]
     if not moved:
         return model
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    keep = [t for t in out.graph.initializer if t.data_type in floats]
+    keep = [t for t in out.graph.initializer if _is_param(t)]
     del out.graph.initializer[:]
     out.graph.initializer.extend(keep)
     names = {t.name for t in moved}
