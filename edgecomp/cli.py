@@ -51,9 +51,10 @@ def cli(debug: bool) -> None:
 @click.option("--merge-method", help="tome | crossget | random | pool")
 @click.option("--quant", help="none | w4a16 | w8a8 | w4a8 | w4a4")
 @click.option("--quant-method", help="quartdepth | gptq | rtn")
+@click.option("--group-size", type=int, help="int4 weight group size: 32 | 64 | 128 (default: auto).")
 @click.option("--calib", type=int, help="Number of calibration samples (default 32).")
 def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, merge_method, quant, quant_method,
-          calib):
+          group_size, calib):
     """Compile MODEL (zoo name, .onnx file or model directory) for TARGET into OUT."""
     from edgecomp import api
     from edgecomp.config import BuildConfig
@@ -62,7 +63,8 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
     tgt = load_target(target)  # fail fast on a bad target, before loading any model
     cfg = BuildConfig.from_toml(recipe) if recipe else BuildConfig()
     flags = {"prune.ratio": prune, "prune.method": prune_method, "merge.r": merge_r, "merge.method": merge_method,
-             "quantize.scheme": quant, "quantize.method": quant_method, "calib_samples": calib}
+             "quantize.scheme": quant, "quantize.method": quant_method, "quantize.group_size": group_size,
+             "calib_samples": calib}
     sets = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in flags.items() if v is not None]
     cfg = cfg.with_overrides([*sets, *overrides])
     console = _console()
@@ -72,6 +74,10 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
     timings = json.loads((path / "timings.json").read_text())
     for st in report["stages"]:
         detail = st.get("reason") or (f"max |err| {st['max_abs_err']:.2g}" if "max_abs_err" in st else "")
+        if "rel_l2_err" in st:
+            detail = f"rel L2 err {st['rel_l2_err']:.2g} (fake-quant reference)"
+        if "compression" in st:
+            detail = f"{st['layers_quantized']} layers, weights {st['compression']}x smaller"
         console.print(f"  {st['stage']:<9} {st['status']:<8} {timings.get(st['stage'], 0):6.1f} s  {detail}")
     console.print(f"wrote {path} ({timings['total']:.1f} s)")
 
@@ -181,10 +187,25 @@ def inspect(artifact, as_json):
     click.echo("inputs:  " + ", ".join(f"{i['name']}{i['shape']}:{i['dtype']}" for i in m["inputs"]))
     click.echo("outputs: " + ", ".join(m["outputs"]))
     for st in report["stages"]:
-        extra = {k: v for k, v in st.items() if k not in ("stage", "status", "per_function", "ops", "untuned")}
+        extra = {k: v for k, v in st.items()
+                 if k not in ("stage", "status", "per_function", "ops", "untuned", "per_layer", "worst_layers")}
         click.echo(f"  {st['stage']:<9} {st['status']:<8} {json.dumps(extra)[:300]}")
+        if st.get("per_layer"):
+            _echo_worst_layers(st["per_layer"])
     for name, f in m["files"].items():
         click.echo(f"  {f['bytes']:>12,d}  {f['sha256'][:16]}  {name}")
+
+
+def _echo_worst_layers(layers: list[dict], n: int = 8) -> None:
+    """The quantized layers with the lowest output SQNR against fp32 (calibration data)."""
+    ranked = sorted(layers, key=lambda r: (r["output_sqnr_db"] is None, r["output_sqnr_db"] or 0.0))[:n]
+    click.echo(f"    worst {len(ranked)} of {len(layers)} quantized layers (output SQNR vs fp32, calibration feeds):")
+    for r in ranked:
+        a = f"a{r['a_bits']}" if r["a_bits"] else "a16"
+        polished = " lognp" if r["polished"] else ""
+        click.echo(f"    {r['output_sqnr_db'] if r['output_sqnr_db'] is not None else 'inf':>7} dB  "
+                   f"weights {r['weight_sqnr_db'] if r['weight_sqnr_db'] is not None else 'inf':>6} dB  "
+                   f"w{r['w_bits']}{a}{polished} {r['method']:<10} outliers {r['outlier_channels']:>3}  {r['layer']}")
 
 
 @cli.command()

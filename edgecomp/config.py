@@ -55,12 +55,34 @@ class MergeConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    scheme: str = "none"  # none | w4a16 | w8a8 | w4a8 | w4a4
+    scheme: str = "none"  # none | w4a16 | w8a8 | w4a8 | w4a4 (weight bits / activation bits)
     method: str = "quartdepth"  # quartdepth | gptq | rtn
+    group_size: int = 0  # int4 weight group along K (32/64/128); 0 = largest of 128, 64, 32 dividing every layer
+    weight_bits: int = 0  # 0 = the scheme's; 3 or 2 keep the 4-bit container (degradation studies)
+    symmetric: bool = False  # weights: asymmetric min-max (QuartDepth) unless true
+    polish: str = "auto"  # LogNP polishing: auto (quartdepth, 4-bit activations, per layer where it helps) | on | off
+    recon_seconds: float = 600.0  # QuartDepth weight-reconstruction budget for the whole model
+    damp: float = 0.01  # Hessian damping, fraction of mean(diag(XᵀX)) (GPTQ and compensation)
+    layers: dict = field(default_factory=dict)  # per-layer overrides: glob -> scheme | "skip"
 
     def __post_init__(self):
         _check(self.scheme in QUANT_SCHEMES, f"unknown quantization scheme {self.scheme!r}", f"one of {QUANT_SCHEMES}")
         _check(self.method in QUANT_METHODS, f"unknown quantization method {self.method!r}", f"one of {QUANT_METHODS}")
+        _check(self.group_size in (0, 16, 32, 64, 128, 256),
+               f"quantize.group_size must be 16, 32, 64, 128 or 256 (0 = auto), got {self.group_size}",
+               "e.g. --group-size 128")
+        _check(self.weight_bits in (0, 2, 3, 4, 8), f"unsupported weight bit-width {self.weight_bits}",
+               "quantize.weight_bits is 2, 3, 4 or 8 (0 = the scheme's)")
+        _check(self.weight_bits in (0, 8) or self.scheme in ("w4a16", "w4a8", "w4a4"),
+               f"quantize.weight_bits={self.weight_bits} needs a 4-bit scheme, got {self.scheme}",
+               "use --quant w4a16|w4a8|w4a4 with sub-4-bit weights")
+        _check(self.polish in ("auto", "on", "off"), f"unknown quantize.polish {self.polish!r}", "auto | on | off")
+        _check(self.recon_seconds >= 0, f"quantize.recon_seconds must be >= 0, got {self.recon_seconds}")
+        _check(0 < self.damp < 1, f"quantize.damp must be in (0, 1), got {self.damp}")
+        for pattern, value in self.layers.items():
+            _check(value in QUANT_SCHEMES[1:] + ("skip",),
+                   f"quantize.layers[{pattern!r}] = {value!r} is not a scheme or 'skip'",
+                   f"one of {QUANT_SCHEMES[1:] + ('skip',)}")
 
     @property
     def enabled(self) -> bool:
@@ -132,11 +154,15 @@ class BuildConfig:
                    "e.g. --set quantize.scheme=w4a8")
             node = data
             *parents, leaf = key.strip().split(".")
+            if key.strip().startswith("quantize.layers."):  # the key is a layer glob and may contain dots
+                parents, leaf = ["quantize", "layers"], key.strip()[len("quantize.layers."):]
             for p in parents:
                 _check(isinstance(node.get(p), dict), f"unknown config section {p!r} in {item!r}",
                        f"sections: {', '.join(k for k, v in data.items() if isinstance(v, dict))}")
                 node = node[p]
-            _check(leaf in node and not isinstance(node[leaf], dict), f"unknown config field {key.strip()!r}",
+            free_table = parents[-1:] == ["layers"]  # quantize.layers takes any layer glob as key
+            _check(free_table or (leaf in node and not isinstance(node[leaf], dict)),
+                   f"unknown config field {key.strip()!r}",
                    f"fields here: {', '.join(k for k, v in node.items() if not isinstance(v, dict))}")
             node[leaf] = _parse_value(raw.strip())
         return BuildConfig.from_dict(data)
@@ -169,6 +195,11 @@ def _build(cls, data: dict, prefix: str):
 def _coerce(value, ftype, key: str):
     if ftype is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if ftype is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"config field {key} must be a table of strings, got {value!r}",
+                              hint='e.g. [quantize.layers] "head" = "w8a8"')
+        return dict(value)
     if ftype in (int, float, str, bool) and not (isinstance(value, ftype) and not
                                                    (ftype is int and isinstance(value, bool))):
         raise ConfigError(f"config field {key} must be {ftype.__name__}, got {value!r}",

@@ -22,6 +22,7 @@ class StageReport:
     status: str
     summary: dict = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)  # extra wall times for timings.json (never in report.json)
 
     def to_dict(self) -> dict:
         return {"stage": self.stage, "status": self.status, **self.summary}
@@ -40,6 +41,7 @@ class Model:
     export_tolerance: float = 1e-4
     reports: tuple[StageReport, ...] = ()
     notes: tuple[str, ...] = ()  # honest caveats carried into the report (e.g. synthetic calibration)
+    quantized: bool = False  # the payload holds fake-quant layers (export checks bit-level rounding ties)
 
     def evolve(self, **changes) -> "Model":
         return replace(self, **changes)

@@ -43,6 +43,8 @@ def build(source, target: Target, out: str | Path, cfg: BuildConfig | None = Non
         t = time.perf_counter()
         model = stage.run(model, getattr(cfg, stage.NAME), target)
         timings[stage.NAME] = round(time.perf_counter() - t, 3)
+        if model.reports and model.reports[-1].stage == stage.NAME:
+            timings.update(model.reports[-1].timings)
     if progress:
         progress("write")
     # NOTE: timings.json is written inside the atomic write, so it cannot time that write itself;

@@ -20,7 +20,7 @@ NAME, REQUIRES = "export", "torch|onnx"
 
 
 def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
-    tolerance = cfg.tolerance or model.export_tolerance
+    tolerance = cfg.tolerance or (onnx_tools.QUANT_REL_TOLERANCE if model.quantized else model.export_tolerance)
     feeds = model.calibration[: cfg.check_samples]
     if model.form == "torch":
         exported = _export_torch(model, cfg)
@@ -33,13 +33,15 @@ def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
         against = "onnxruntime (unoptimised source graph)"
     folded = onnx_tools.fold(exported)
     sess = onnx_tools.session(folded)
-    err = max(onnx_tools.max_abs_diff(onnx_tools.run(sess, f), ref) for f, ref in zip(feeds, reference, strict=True))
+    checks = [onnx_tools.compare(onnx_tools.run(sess, f), ref, model.quantized)
+              for f, ref in zip(feeds, reference, strict=True)]
+    metric, err = checks[0][0], max(e for _, e in checks)
     if not err <= tolerance:  # also catches NaN
-        raise NumericsError(f"exported ONNX differs from {against} by {err:.3g} (tolerance {tolerance:.3g})",
+        raise NumericsError(f"exported ONNX differs from {against}: {metric} {err:.3g} (tolerance {tolerance:.3g})",
                             hint="raise --set export.tolerance=... only if the difference is understood")
     summary = {"opset": cfg.opset, "nodes": len(folded.graph.node), "ops": _op_counts(folded),
                "checked_against": against, "check_samples": len(feeds),
-               "max_abs_err": float(f"{err:.3g}"), "tolerance": tolerance}
+               metric: float(f"{err:.3g}"), "tolerance": tolerance}
     return model.with_report(StageReport(NAME, "done", summary), form="onnx", payload=folded)
 
 
@@ -55,12 +57,14 @@ def _export_torch(model: Model, cfg: ExportConfig):
         try:
             torch.onnx.export(module, example, buf, input_names=[s.name for s in model.inputs],
                               output_names=list(model.outputs), dynamo=False, opset_version=cfg.opset,
-                              do_constant_folding=True)
+                              do_constant_folding=True, custom_opsets={"com.microsoft": 1, "edgecomp": 1})
         except Exception as e:  # the exporter raises many types; name the cause in one line
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MalformedModelError(f"torch.onnx.export failed for {model.name}: {first}",
                                       hint="make forward() traceable with static shapes; run with --debug") from None
-    return onnx.load_from_string(buf.getvalue())
+    from edgecomp.quant.onnx_export import finalize
+
+    return finalize(onnx.load_from_string(buf.getvalue()))
 
 
 def _torch_outputs(module, model: Model, feeds):

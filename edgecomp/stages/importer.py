@@ -45,7 +45,10 @@ def load(source, calib_samples: int, seed: int, inputs: tuple[TensorSpec, ...] |
 def _from_zoo(entry, calib_samples: int, seed: int) -> Model:
     module = entry.load()
     feeds = tuple(entry.calibration(calib_samples, seed))
-    return Model(name=entry.name, source={"kind": "zoo", "ref": entry.name, "weights": entry.weights},
+    calib_doc = " ".join((entry.calibration.__doc__ or "zoo calibration feeds").split())
+    source = {"kind": "zoo", "ref": entry.name, "weights": entry.weights, "calibration": calib_doc,
+              "calibration_samples": calib_samples}
+    return Model(name=entry.name, source=source,
                  form="torch", payload=module, inputs=entry.inputs, outputs=entry.outputs, calibration=feeds,
                  task=entry.task, export_tolerance=entry.export_tolerance)
 

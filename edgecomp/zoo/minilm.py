@@ -81,7 +81,6 @@ def load():
     from transformers import AutoModel
 
     bert = AutoModel.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32)
-    torch.set_grad_enabled(False)
     return _embedder_class()(bert).eval().requires_grad_(False)
 
 

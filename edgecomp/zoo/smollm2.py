@@ -91,9 +91,6 @@ def _hf_model():
 
 def load():
     """A fresh eval-mode fp32 module (a copy of the per-process cached dequantized model; safe to mutate)."""
-    import torch
-
-    torch.set_grad_enabled(False)
     from edgecomp.adapters.hf import CausalLMLogits
 
     return CausalLMLogits(copy.deepcopy(_hf_model())).eval().requires_grad_(False)

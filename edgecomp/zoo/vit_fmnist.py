@@ -17,7 +17,6 @@ META = WEIGHTS.with_suffix(".json")
 
 
 def load():
-    import torch
     from safetensors.torch import load_file
 
     from edgecomp.zoo.vit import ViT, ViTConfig
@@ -28,7 +27,8 @@ def load():
     cfg = ViTConfig(**json.loads(META.read_text())["config"])
     model = ViT(cfg)
     model.load_state_dict(load_file(str(WEIGHTS)))
-    torch.set_grad_enabled(False)
+    for p in model.parameters():  # inference weights; never flip the process-wide grad mode
+        p.requires_grad_(False)
     return model.eval()
 
 

@@ -1,0 +1,89 @@
+"""Which layers get quantized, at which bits, with which grid and method: one ``LayerPlan`` per layer.
+
+Quantized: every ``nn.Linear`` and ``nn.Conv2d`` (weights, and their inputs when the scheme has activation
+bits). Attention score/value products, softmax, normalisation and embeddings stay float, as in
+QuartDepth's configurations. Per-layer overrides (``quantize.layers``: glob -> scheme | "skip") win over
+the model-wide scheme; the first matching glob in recipe order applies.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from torch import nn
+
+from edgecomp.config import QuantizeConfig
+from edgecomp.errors import ConfigError
+from edgecomp.quant.primitives import WeightGrid
+
+SCHEME_BITS = {"w4a16": (4, None), "w8a8": (8, 8), "w4a8": (4, 8), "w4a4": (4, 4)}
+AUTO_GROUPS = (128, 64, 32)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    kind: str  # linear | conv | depthwise
+    scheme: str
+    grid: WeightGrid
+    a_bits: int | None  # None: the input stays float
+    method: str  # rtn | gptq | quartdepth (depthwise convolutions: rtn, their per-channel K is 9)
+    polish: bool  # LogNP-polished activations (alpha folded into the weight columns)
+    k: int  # reduction length of one output (in_features, or C_in/groups * kh * kw)
+
+
+def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
+    layers = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    chosen = [(n, m, _scheme_for(n, cfg)) for n, m in layers]
+    chosen = [(n, m, s) for n, m, s in chosen if s != "skip"]
+    if not chosen:
+        raise ConfigError("no layer is left to quantize (every Linear/Conv2d matched a 'skip' override)",
+                          hint="remove the catch-all skip from quantize.layers")
+    group = cfg.group_size or _auto_group([m for n, m, s in chosen if isinstance(m, nn.Linear)
+                                           and _w_bits(s, cfg) <= 4])
+    plans = []
+    for name, m, scheme in chosen:
+        w_bits = _w_bits(scheme, cfg)
+        a_bits = SCHEME_BITS[scheme][1]
+        if isinstance(m, nn.Linear):
+            kind, k = "linear", m.in_features
+        else:
+            kind = "depthwise" if m.groups > 1 else "conv"
+            k = m.weight[0].numel()
+        if w_bits == 8:
+            grid = WeightGrid(8, symmetric=True, group_size=0)  # QDQ int8: symmetric per output channel
+        elif kind == "linear":
+            grid = WeightGrid(w_bits, symmetric=cfg.symmetric, group_size=group)
+            if k % group:
+                raise ConfigError(f"group size {group} does not divide layer {name!r} (in_features {k})",
+                                  hint=f"pick a --group-size dividing {k}, or keep the layer at 8 bits with "
+                                       f"--set quantize.layers.{name}=w8a8")
+        else:
+            grid = WeightGrid(w_bits, symmetric=cfg.symmetric, group_size=0)  # convs: per output channel
+        method = "rtn" if kind == "depthwise" else cfg.method
+        polish = a_bits is not None and (cfg.polish == "on" or
+                                         (cfg.polish == "auto" and method == "quartdepth" and a_bits == 4))
+        plans.append(LayerPlan(name, kind, scheme, grid, a_bits, method, polish, k))
+    return plans
+
+
+def _scheme_for(name: str, cfg: QuantizeConfig) -> str:
+    for pattern, value in cfg.layers.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return value
+    return cfg.scheme
+
+
+def _w_bits(scheme: str, cfg: QuantizeConfig) -> int:
+    bits = SCHEME_BITS[scheme][0]
+    return cfg.weight_bits if (bits == 4 and cfg.weight_bits) else bits
+
+
+def _auto_group(linears: list[nn.Linear]) -> int:
+    for g in AUTO_GROUPS:
+        if all(m.in_features % g == 0 for m in linears):
+            return g
+    bad = next(m for m in linears if m.in_features % AUTO_GROUPS[-1])
+    raise ConfigError(f"no int4 group size in {AUTO_GROUPS} divides in_features {bad.in_features}",
+                      hint="keep that layer at 8 bits or skip it with quantize.layers")

@@ -1,0 +1,84 @@
+"""The quantize stage through the whole compiler: integer ONNX, TVM matching onnxruntime, clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from edgecomp import api, onnx_tools
+from edgecomp.artifact import Artifact
+from edgecomp.config import BuildConfig
+from edgecomp.errors import MissingDataError
+
+
+@pytest.fixture(scope="module")
+def w4a8_artifact(tmp_path_factory, tiny_module, tiny_spec, tiny_calibration):
+    cfg = BuildConfig().with_overrides(["quantize.scheme=w4a8", "quantize.method=quartdepth",
+                                        "quantize.recon_seconds=2", "quantize.layers.conv=w8a8"])
+    out = tmp_path_factory.mktemp("q") / "tiny-w4a8"
+    return api.build(tiny_module, "x86", out, cfg, inputs=tiny_spec, calibration=tiny_calibration)
+
+
+def test_w4a8_artifact_is_integer_and_tvm_matches_onnxruntime(w4a8_artifact, tiny_module):
+    art = Artifact.open(w4a8_artifact)
+    model = onnx.load(str(w4a8_artifact / "model.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"MatMulNBits", "DequantizeLinear", "Round"} <= ops
+    assert not any(t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2 and t.dims[0] * t.dims[1] >= 64 * 64
+                   for t in model.graph.initializer), "no float weight matrix may remain"
+    rng = np.random.default_rng(3)
+    sess = onnx_tools.session(model)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+        tvm_out = api.run(w4a8_artifact, {"x": x})["output"]
+        ort_out = sess.run(None, {"x": x})[0]
+        assert onnx_tools.rel_l2_diff([tvm_out], [ort_out]) < 1e-3
+        import torch
+
+        fp = tiny_module(torch.from_numpy(x)).detach().numpy()
+        assert onnx_tools.rel_l2_diff([tvm_out], [fp]) < 0.2, "quantized output must stay near fp32"
+    stages = {s["stage"]: s for s in art.report()["stages"]}
+    q = stages["quantize"]
+    assert q["status"] == "done" and q["layers_quantized"] == 3 and q["calibration"]["samples"] == 4
+    per = {r["layer"]: r for r in q["per_layer"]}
+    assert per["conv"]["w_bits"] == 8 and per["fc1"]["w_bits"] == 4 and per["fc1"]["a_bits"] == 8
+    assert stages["export"]["rel_l2_err"] <= stages["export"]["tolerance"]
+    assert stages["lower"]["naive"] == []
+    timings = json.loads((w4a8_artifact / "timings.json").read_text())
+    assert "fc1" in timings["quantize_layers"]
+
+
+def test_inspect_prints_worst_layers(w4a8_artifact):
+    r = subprocess.run([sys.executable, "-m", "edgecomp", "inspect", str(w4a8_artifact)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "worst 3 of 3 quantized layers" in r.stdout and "fc1" in r.stdout
+
+
+def test_empty_calibration_is_missing_data(tmp_path, tiny_module, tiny_spec):
+    cfg = BuildConfig().with_overrides(["quantize.scheme=w4a16"])
+    with pytest.raises(MissingDataError, match="calibration set is empty"):
+        api.build(tiny_module, "x86", tmp_path / "o", cfg, inputs=tiny_spec, calibration=[])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quant", "w4a8", "--group-size", "128"], "group size 128 does not divide layer 'blocks.0.attn.q'"),
+    (["--quant", "w4a8", "--set", "quantize.weight_bits=5"], "unsupported weight bit-width 5"),
+    (["--quant", "w4a8", "--quant-method", "awq"], "unknown quantization method 'awq'"),
+])
+def test_bad_quantization_requests_exit_2(tmp_path, args, message, or_skip):
+    from edgecomp import zoo
+
+    or_skip(lambda: zoo.get("vit-fmnist").load())
+    out = tmp_path / "B"
+    r = subprocess.run([sys.executable, "-m", "edgecomp", "build", "vit-fmnist", *args, "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines()[0].startswith(f"error: {message}"), r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
