@@ -106,7 +106,13 @@ def run(sess, feeds: Feeds) -> list[np.ndarray]:
 
 def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     pairs = zip(a, b, strict=True)
-    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for x, y in pairs)
+    return max(_nan_is_inf(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))))
+               for x, y in pairs)
+
+
+def _nan_is_inf(v: float) -> float:
+    """NaN compares false with everything, so max() would drop it: a NaN difference counts as infinite."""
+    return float("inf") if v != v else v
 
 
 def rel_l2_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -116,21 +122,31 @@ def rel_l2_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         den = float(np.linalg.norm(y))
         num = float(np.linalg.norm(x - y))
-        worst = max(worst, num / den if den else (0.0 if num == 0 else float("inf")))
+        worst = max(worst, _nan_is_inf(num / den if den else (0.0 if num == 0 else float("inf"))))
     return worst
 
 
 # Quantized graphs round activations at run time, so a last-ulp difference between two runtimes (another
-# summation order) can flip a rounding and move one activation by a whole quantization step. Such flips
-# stay far below the quantization noise itself (typically 15-30 dB SNR against fp32), while a wrong graph
-# (a transposed or mis-packed weight, a lost zero point) is as large as the signal. Quantized builds are
-# therefore checked on relative L2 error, at 40 dB below the signal.
+# summation order) can flip a rounding and move one activation by a whole quantization step; at 4-bit
+# activations one flip moved vit-fmnist's logits by 5 % on one feed in eight (the other seven agreed to
+# 2e-7). A wrong graph (a transposed or mis-packed weight, a lost zero point) moves every feed by about the
+# signal itself. Quantized builds are therefore checked on relative L2 error with the MEDIAN over the check
+# feeds against the tolerance (the model's quantization noise vs fp32, at least 1e-2), and the worst feed
+# against twice that.
 QUANT_REL_TOLERANCE = 1e-2
 
 
-def compare(outs: list[np.ndarray], refs: list[np.ndarray], quantized: bool) -> tuple[str, float]:
-    """The check metric for a build: ("max_abs_err", value) for float graphs, ("rel_l2_err", value) for
-    quantized ones (see QUANT_REL_TOLERANCE)."""
-    if quantized:
-        return "rel_l2_err", rel_l2_diff(outs, refs)
-    return "max_abs_err", max_abs_diff(outs, refs)
+def check_error(outs: list[list[np.ndarray]], refs: list[list[np.ndarray]], quantized: bool) -> dict:
+    """Compare per-feed outputs with their references: {"metric", "value", "worst"}; ``value`` is what the
+    tolerance bounds (max |diff| for float graphs, median relative L2 for quantized ones, see above)."""
+    if not quantized:
+        err = max(max_abs_diff(o, r) for o, r in zip(outs, refs, strict=True))  # NaN already counted as inf
+        return {"metric": "max_abs_err", "value": err, "worst": err}
+    errs = [rel_l2_diff(o, r) for o, r in zip(outs, refs, strict=True)]
+    return {"metric": "rel_l2_err", "value": float(np.median(errs)), "worst": max(errs)}
+
+
+def within(check: dict, tolerance: float) -> bool:
+    """The check passes (NaN fails): value <= tolerance, and for quantized graphs worst <= 2 * tolerance."""
+    limit = 2 * tolerance if check["metric"] == "rel_l2_err" else tolerance
+    return bool(check["value"] <= tolerance and check["worst"] <= limit)

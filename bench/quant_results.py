@@ -1,0 +1,132 @@
+"""Regenerate the README's quantization table: build + eval zoo models at each scheme and method (x86).
+
+    python bench/quant_results.py --models vit-fmnist                      # every scheme x method
+    python bench/quant_results.py --models minilm-l6 --schemes w4a8,w4a4 --methods rtn,quartdepth
+    python bench/quant_results.py --table-only                            # README table from the JSON
+
+Each run is the CLI itself (``edgecomp build --quant S --quant-method M`` then ``edgecomp eval``); one JSON
+per run lands in bench/results/quant/, with the artifact's on-disk sizes next to the fp32 build's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "quant"
+MODELS = ("vit-fmnist", "minilm-l6", "efficientnet-lite0", "smollm2-135m")
+SCHEMES = ("w4a16", "w8a8", "w4a8", "w4a4")
+METHODS = ("rtn", "gptq", "quartdepth")
+DEPLOYED = ("model.so", "params.bin")  # what the runtime loads; model.onnx is shipped for reference
+BEGIN, END = "<!-- quant-results:begin -->", "<!-- quant-results:end -->"
+
+
+def edgecomp(*args: str) -> None:
+    print("+ edgecomp", " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "edgecomp", *args], check=True, cwd=ROOT)
+
+
+def sizes(art: Path) -> dict:
+    files = json.loads((art / "manifest.json").read_text())["files"]
+    return {"deployed_bytes": sum(files[f]["bytes"] for f in DEPLOYED if f in files),
+            "onnx_bytes": files["model.onnx"]["bytes"]}
+
+
+def fp32_reference(model: str, build_dir: Path) -> dict:
+    path = RESULTS / f"{model}-fp32.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    art = build_dir / model
+    if not (art / "manifest.json").exists():
+        edgecomp("build", model, "--target", "x86", "-o", str(art))
+    edgecomp("eval", str(art), "--json", str(RESULTS / f"{model}-fp32-eval.json"))
+    ev = json.loads((RESULTS / f"{model}-fp32-eval.json").read_text())
+    ref = {"model": model, "metric": ev["metric"], "value": ev["value"], "higher_is_better": ev["higher_is_better"],
+           **sizes(art)}
+    path.write_text(json.dumps(ref, indent=2) + "\n")
+    return ref
+
+
+def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str], skip_done: bool) -> None:
+    name = f"{model}-{scheme}-{method}"
+    art = build_dir / "quant" / name
+    if skip_done and (RESULTS / f"{name}.json").exists():
+        return
+    fp = fp32_reference(model, build_dir)
+    sets = [a for s in extra for a in ("--set", s)]
+    edgecomp("build", model, "--target", "x86", "--quant", scheme, "--quant-method", method, *sets, "-o", str(art))
+    edgecomp("eval", str(art), "--no-reference", "--json", str(RESULTS / f"{name}-eval.json"))
+    ev = json.loads((RESULTS / f"{name}-eval.json").read_text())
+    report = {s["stage"]: s for s in json.loads((art / "report.json").read_text())["stages"]}
+    timings = json.loads((art / "timings.json").read_text())
+    q = report["quantize"]
+    out = {"model": model, "scheme": scheme, "method": method, "recipe_overrides": extra,
+           "metric": ev["metric"], "value": ev["value"], "fp32_value": fp["value"],
+           "higher_is_better": ev["higher_is_better"], **sizes(art),
+           "fp32_deployed_bytes": fp["deployed_bytes"], "fp32_onnx_bytes": fp["onnx_bytes"],
+           "calibration_samples": q["calibration"]["samples"], "quantize_seconds": timings.get("quantize"),
+           "worst_layers": q["worst_layers"]}
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+def table() -> str:
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
+            if not p.name.endswith(("-eval.json", "-fp32.json"))]
+    if not runs:
+        return "(no quantization results yet)"
+    rows = ["| model | scheme | metric (fp32) | RTN | GPTQ | QuartDepth | deployed size vs fp32 | ONNX size vs fp32 |",
+            "|---|---|---|---|---|---|---|---|"]
+    for model in MODELS:
+        for scheme in SCHEMES:
+            cell = {r["method"]: r for r in runs if r["model"] == model and r["scheme"] == scheme}
+            if not cell:
+                continue
+            any_run = next(iter(cell.values()))
+            vals = [f"{cell[m]['value']:.4f}" if m in cell else "–" for m in METHODS]
+            dep = any_run["fp32_deployed_bytes"] / any_run["deployed_bytes"]
+            onx = any_run["fp32_onnx_bytes"] / any_run["onnx_bytes"]
+            rows.append(f"| {model} | {scheme.upper()} | {any_run['metric']} ({any_run['fp32_value']:.4f}) | "
+                        + " | ".join(vals) + f" | {dep:.1f}x smaller | {onx:.1f}x smaller |")
+    overrides = sorted({" ".join(r["recipe_overrides"]) for r in runs if r["recipe_overrides"]})
+    note = f"\n\nRecipe overrides used: `{'`, `'.join(overrides)}`." if overrides else ""
+    return ("\n".join(rows) + note + "\n\nRegenerate: `python bench/quant_results.py` (one JSON per run in "
+            "`bench/results/quant/`; 32 calibration samples from train / held-apart data).")
+
+
+def write_readme() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text:
+        return
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--schemes", default=",".join(SCHEMES))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="recipe override for every build")
+    ap.add_argument("--build-dir", type=Path, default=ROOT / "out")
+    ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--skip-done", action="store_true", help="keep runs whose JSON already exists")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        for model in args.models.split(","):
+            for scheme in args.schemes.split(","):
+                for method in args.methods.split(","):
+                    try:
+                        run(model, scheme, method, args.build_dir, args.sets, args.skip_done)
+                    except subprocess.CalledProcessError as e:  # record nothing for a failed run, go on
+                        print(f"FAILED: {' '.join(map(str, e.cmd[3:]))}", flush=True)
+    write_readme()
+
+
+if __name__ == "__main__":
+    main()
