@@ -28,11 +28,12 @@ from edgecomp.config import QuantizeConfig
 from edgecomp.quant import calibrate
 from edgecomp.quant.activations import lognp_alpha
 from edgecomp.quant.compensation import compensate
+from edgecomp.quant.embedding import quantize_embeddings
 from edgecomp.quant.gptq import gptq
 from edgecomp.quant.modules import ActQuant, QuantConv2d, QuantizedWeight, QuantLinear
-from edgecomp.quant.plan import LayerPlan, plan_layers
+from edgecomp.quant.plan import LayerPlan, embedding_grid, plan_layers
 from edgecomp.quant.primitives import rtn, sqnr_db
-from edgecomp.quant.reconstruction import reconstruct
+from edgecomp.quant.reconstruction import output_loss, reconstruct
 
 MAX_PASSES = 12  # calibration passes over the model; bounds build time on deep models (30-block SmolLM2)
 MAX_TOKENS = 8192  # rows of X kept per layer for the K×K statistics
@@ -70,8 +71,11 @@ def quantize_module(module: nn.Module, feeds: Sequence[Sequence[torch.Tensor]], 
             _set(qmodel, name, new)
             seconds[name] = round(time.perf_counter() - t, 2)
             layers.append(rep)
+    for rep in quantize_embeddings(qmodel, lambda name, emb: embedding_grid(name, emb, cfg)):
+        layers.append({"scheme": cfg.scheme, "method": "rtn", "a_bits": None, "polished": False,
+                       "output_sqnr_db": None, "max_abs_input": None, "outlier_channels": 0, **rep})
     skipped = sorted(set(plans) - set(order))
-    report = _summary(module, layers, cfg, skipped)
+    report = _summary(module, qmodel, layers, cfg, skipped)
     seconds["total"] = round(time.perf_counter() - t0, 1)
     return qmodel.eval(), report, seconds
 
@@ -114,18 +118,7 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
         elif plan.method == "gptq":
             codes, scale, zero = gptq(Wf, H, plan.grid, damp=cfg.damp)
         else:
-            C = Xf.double().T @ Xh.double()
-            Wc = compensate(Wf, H, C, damp=cfg.damp).float()
-            if seconds > 0:
-                f = fisher if fisher is not None else torch.ones(Wf.shape[0])
-                n, k = Wf.shape
-                per_iter = 4 * n * k * k / NOMINAL_FLOPS + ITER_OVERHEAD
-                iters = int(min(MAX_ITERS, max(MIN_ITERS, seconds / per_iter)))
-                codes, scale, zero, info = reconstruct(Wc, Wf, H, C, f, plan.grid, iters=iters,
-                                                       seconds=3 * seconds + 1, seed=seed)
-                info.pop("seconds", None)
-            else:
-                codes, scale, zero = rtn(Wc, plan.grid)
+            codes, scale, zero, info = _quartdepth_weights(Wf, Xf, Xh, H, fisher, seconds, plan, cfg, seed)
     qw = QuantizedWeight(codes, scale.float(), zero.float(), plan.grid)
     Wq = qw.dequantize()
     if plan.kind == "linear":
@@ -143,6 +136,53 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
     if info:
         rep["reconstruction"] = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in info.items()}
     return new, rep
+
+
+def _quartdepth_weights(Wf, Xf, Xh, H, fisher, seconds: float, plan: LayerPlan, cfg: QuantizeConfig, seed: int):
+    """Activation compensation, then weight reconstruction (methods.md §1.1), with a held-out check.
+
+    Candidates: learned rounding and GPTQ error feedback on the compensated weights, and GPTQ on the
+    uncompensated ones (learned rounding only moves each weight to the grid point below or above, which loses
+    to GPTQ on strongly correlated inputs; compensation can overfit the calibration tokens, e.g. MiniLM's
+    padding positions). Each is fitted on the first half of the calibration rows and scored on the second
+    half with the Fisher-weighted output loss against the fp32 target; the winner is refitted on all rows.
+    Returns (codes, scale, zero, info) with info["chosen"] naming the winner."""
+    f = fisher if fisher is not None else torch.ones(Wf.shape[0])
+    half = Xf.shape[0] // 2
+    fit = _stats(Xf[:half], Xh[:half])
+    val = _stats(Xf[half:], Xh[half:])
+    full = (H, Xf.double().T @ Xh.double())
+    iters = 0
+    if seconds > 0:
+        n, k = Wf.shape
+        per_iter = 4 * n * k * k / NOMINAL_FLOPS + ITER_OVERHEAD
+        iters = int(min(MAX_ITERS, max(MIN_ITERS, seconds / 2 / per_iter)))  # half the budget per fit
+
+    def candidate(name: str, stats):
+        Hs, Cs = stats
+        if name == "gptq_uncompensated":
+            return (*gptq(Wf, Hs, plan.grid, damp=cfg.damp), {})
+        Wc = compensate(Wf, Hs, Cs, damp=cfg.damp).float()
+        if name == "gptq":
+            return (*gptq(Wc, Hs, plan.grid, damp=cfg.damp), {})
+        *out, info = reconstruct(Wc, Wf, Hs, Cs, f, plan.grid, iters=iters, seconds=3 * seconds + 1, seed=seed)
+        return (*out, {k: v for k, v in info.items() if k in ("iters", "kept")})
+
+    names = ["gptq", "gptq_uncompensated"] + (["learned"] if iters else [])
+    losses = {}
+    for name in names:
+        c, s, z, _ = candidate(name, fit)
+        Wq = QuantizedWeight(c, s.float(), z.float(), plan.grid).dequantize()
+        losses[name] = output_loss(Wq, Wf, *val, f)
+    best = min(losses, key=losses.get)
+    codes, scale, zero, info = candidate(best, full)
+    return codes, scale, zero, {**info, "chosen": best}
+
+
+def _stats(Xf: torch.Tensor, Xh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H = Σ x̂x̂ᵀ, C = Σ x x̂ᵀ) in float64 from GEMM rows [T, K]."""
+    Xh64 = Xh.double()
+    return Xh64.T @ Xh64, Xf.double().T @ Xh64
 
 
 def _act_error(m: nn.Module, act: ActQuant, xs: list[torch.Tensor], unfold) -> float:
@@ -238,17 +278,16 @@ def _db(v: float) -> float | None:
     return None if math.isinf(v) or math.isnan(v) else round(v, 2)
 
 
-def _summary(fp: nn.Module, layers: list[dict], cfg: QuantizeConfig, skipped: list[str]) -> dict:
-    quant_bytes = sum(r["bytes"] for r in layers)
+def _summary(fp: nn.Module, q: nn.Module, layers: list[dict], cfg: QuantizeConfig, skipped: list[str]) -> dict:
+    """Sizes count what export writes: quantized weights packed, every parameter left in ``q`` (biases,
+    norms, embeddings; a tied table once) in fp32."""
     fp_bytes = sum(p.numel() * 4 for p in fp.parameters())
-    replaced = {r["layer"] for r in layers}
-    covered = sum(_get(fp, n).weight.numel() * 4 + (0 if _get(fp, n).bias is None else _get(fp, n).bias.numel() * 4)
-                  for n in replaced)
+    q_bytes = sum(r["bytes"] for r in layers) + sum(p.numel() * 4 for p in q.parameters())
     worst = sorted((r for r in layers if r["output_sqnr_db"] is not None), key=lambda r: r["output_sqnr_db"])[:5]
     return {"scheme": cfg.scheme, "method": cfg.method, "layers_quantized": len(layers),
             "layers_not_run": skipped,
-            "weight_bytes_fp32": fp_bytes, "weight_bytes_quantized": quant_bytes + fp_bytes - covered,
-            "compression": round(fp_bytes / max(1, quant_bytes + fp_bytes - covered), 2),
+            "weight_bytes_fp32": fp_bytes, "weight_bytes_quantized": q_bytes,
+            "compression": round(fp_bytes / max(1, q_bytes), 2),
             "outlier_channels": sum(r["outlier_channels"] for r in layers),
             "worst_layers": [{"layer": r["layer"], "output_sqnr_db": r["output_sqnr_db"]} for r in worst],
             "per_layer": layers}

@@ -89,7 +89,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("weight_dq", weight.dequantize())
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
         self._export = _linear_export_tensors(weight)
-        self.nbytes = weight.nbytes + (0 if bias is None else 4 * bias.numel())
+        self.nbytes = weight.nbytes  # the bias stays a float parameter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(x)
@@ -115,7 +115,7 @@ class QuantConv2d(nn.Module):
         self.register_buffer("weight_dq", weight.dequantize().reshape(self.shape))
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
         self._export = _conv_export_tensors(weight, self.shape)
-        self.nbytes = weight.nbytes + (0 if conv.bias is None else 4 * conv.bias.numel())
+        self.nbytes = weight.nbytes  # the bias stays a float parameter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(x)

@@ -87,3 +87,20 @@ def _auto_group(linears: list[nn.Linear]) -> int:
     bad = next(m for m in linears if m.in_features % AUTO_GROUPS[-1])
     raise ConfigError(f"no int4 group size in {AUTO_GROUPS} divides in_features {bad.in_features}",
                       hint="keep that layer at 8 bits or skip it with quantize.layers")
+
+
+EMBED_MIN_ROWS = 1024  # vocabulary tables; position / type embeddings are small and stay float
+
+
+def embedding_grid(name: str, emb: nn.Embedding, cfg: QuantizeConfig) -> WeightGrid | None:
+    """The int4 grid for a vocabulary table under a 4-bit weight scheme (weight-only: a gather has no
+    activation to quantize), or None to keep it float."""
+    scheme = _scheme_for(name, cfg)
+    if scheme == "skip" or SCHEME_BITS[scheme][0] > 4 or emb.num_embeddings < EMBED_MIN_ROWS:
+        return None
+    d = emb.embedding_dim
+    group = cfg.group_size or next((g for g in AUTO_GROUPS if d % g == 0), 0)
+    if not group or d % group:
+        return None  # no int4 group fits this width: keep the table float rather than fail the build
+    # always 4-bit: GatherBlockQuantized has no 3/2-bit form, and sub-4-bit studies are about the GEMMs
+    return WeightGrid(4, symmetric=cfg.symmetric, group_size=group)

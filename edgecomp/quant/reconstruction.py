@@ -46,6 +46,13 @@ def _raw_loss(W_hat: Tensor, H: Tensor, B: Tensor, f: Tensor) -> Tensor:
     return (f * (W_hat * (W_hat @ H - 2.0 * B)).sum(dim=1)).sum()
 
 
+def output_loss(W_hat: Tensor, w_target: Tensor, H: Tensor, C: Tensor, fisher: Tensor) -> float:
+    """Fisher-weighted output error Σ_n f_n ‖ŵ_n X̂ − w_n X‖² up to a constant (float64), for comparing
+    candidate weights of one layer: W_hat, w_target [N, K]; H = Σ x̂x̂ᵀ, C = Σ x x̂ᵀ [K, K]; fisher [N]."""
+    B = w_target.double() @ C.double()
+    return float(_raw_loss(W_hat.double(), H.double(), B, fisher.double()))
+
+
 def _least_squares(B: Tensor, H: Tensor) -> Tensor:
     """ŵ* = B H⁻¹ (the unconstrained minimiser of the raw loss), lightly damped so singular H still factorises."""
     return torch.cholesky_solve(B.T, damped_cholesky(H, _REF_DAMP, "reconstruction Gram matrix")).T

@@ -1,4 +1,5 @@
-"""Quantised-weight ONNX forms for TVM's Relax importer: ``MatMulNBits``, 4-bit and 8-bit ``DequantizeLinear``.
+"""Quantised-weight ONNX forms for TVM's Relax importer: ``MatMulNBits``, 4-bit and 8-bit ``DequantizeLinear``,
+``GatherBlockQuantized``.
 
 edgecomp's quantize stage emits these forms (opset 17 + ``com.microsoft`` v1); onnxruntime runs them,
 TVM 0.27 does not (or only slowly):
@@ -16,6 +17,13 @@ TVM 0.27 does not (or only slowly):
 * 8-bit ``DequantizeLinear`` keeps TVM's converter, but ``rewrite`` stores a dequantised-then-transposed
   Linear weight (``-> Transpose`` or ``-> Gemm(transB=1)``) transposed, and >= 3-D (convolution) weights
   are dequantised as ``[O, I*kh*kw]`` rows (zero-copy views; 4-D loops vectorise along ``kw`` only).
+
+* ``com.microsoft.GatherBlockQuantized`` (int4 embedding tables, ``edgecomp.quant.embedding``) has no
+  converter. Ours gathers the packed uint8 rows (and their scales / zero points) with ``R.take`` and
+  dequantises only the gathered rows in TE (``dequant_gathered_q4``): the table stays a packed uint8
+  parameter. onnxruntime's layout: ``data`` uint8 ``[V, D/2]`` (low nibble = even column), ``scales``
+  ``[V, ceil(D/block)]``, ``zero_points`` uint8 ``[V, ceil(ceil(D/block)/2)]`` (default 8); negative
+  indices count from the end and out-of-range ones give zero rows, as in onnxruntime.
 
 Weights, scales and zero points arrive as runtime parameters (``relax.Var``) since the importer keeps
 initializers as inputs, so the converters only build TE / Relax ops on them and never read values.
@@ -238,13 +246,19 @@ def _rewrite_matmul_nbits(graph, i: int, inits: dict[str, TensorProto], added: d
 def unsupported(model: onnx.ModelProto) -> tuple[int, object, str] | None:
     """The first ``(index, node, reason)`` among the quantisation nodes the converters cannot lower.
 
-    Covers MatMulNBits other than 4-bit without ``g_idx``, 4-bit tensors other than the data and zero
-    point initializers of ``DequantizeLinear``, and blocked ``DequantizeLinear`` on 8-bit data.
+    Covers MatMulNBits other than 4-bit without ``g_idx``, GatherBlockQuantized other than 4-bit rows of a
+    packed 2-D uint8 initializer gathered along axis 0 (``_gather_q4_unsupported``), 4-bit tensors other than
+    the data and zero point initializers of ``DequantizeLinear``, and blocked ``DequantizeLinear`` on 8-bit data.
     """
     int4 = _int4_initializers(model.graph)
+    inits = {t.name: t for t in model.graph.initializer}
     for i, node in enumerate(model.graph.node):
         attrs = _attrs(node)
-        if node.op_type == "MatMulNBits":
+        if node.op_type == "GatherBlockQuantized":
+            reason = _gather_q4_unsupported(node, attrs, inits)
+            if reason:
+                return i, node, reason
+        elif node.op_type == "MatMulNBits":
             if int(attrs.get("bits", 4)) != 4:
                 return i, node, f"{attrs['bits']}-bit weights (only bits=4)"
             if _input(node, 4):
@@ -258,6 +272,34 @@ def unsupported(model: onnx.ModelProto) -> tuple[int, object, str] | None:
             return i, node, "blocked dequantisation of 8-bit data"
         elif any(n in int4 for n in node.input):
             return i, node, "a 4-bit tensor input (TVM cannot hold int4 tensors)"
+    return None
+
+
+def _gather_q4_unsupported(node, attrs: dict, inits: dict[str, TensorProto]) -> str | None:
+    """Why a GatherBlockQuantized node cannot be lowered, or None: the converter takes 4-bit codes packed
+    in a 2-D uint8 initializer ``[V, D/2]``, gathered along axis 0 and quantised in blocks along axis 1 (the
+    layout edgecomp exports and onnxruntime's only one for uint8 data), with 2-D scales / zero points."""
+    data = inits.get(_input(node, 0))
+    if data is not None and data.data_type in _INT4:
+        return "int4/uint4 data (only 4-bit codes packed in uint8)"
+    if data is None or data.data_type != TensorProto.UINT8 or len(data.dims) != 2:
+        return "data that is no 2-D uint8 initializer (packed int4 rows [V, D/2])"
+    bits = int(attrs.get("bits", 4))
+    if bits != 4:
+        return f"{bits}-bit data (only bits=4)"
+    if int(attrs.get("gather_axis", 0)) % 2 != 0 or int(attrs.get("quantize_axis", 1)) % 2 != 1:
+        return (f"gather_axis={attrs.get('gather_axis', 0)}, quantize_axis={attrs.get('quantize_axis', 1)} "
+                "(only gather_axis=0, quantize_axis=1)")
+    block = int(attrs.get("block_size", 128))
+    if block < 16 or block & (block - 1):
+        return f"block_size={block} (a power of two >= 16)"
+    for k in (2, 3):
+        t = inits.get(_input(node, k))
+        if t is not None and len(t.dims) != 2:
+            return f"{'scales' if k == 2 else 'zero_points'} of rank {len(t.dims)} (must be 2-D like the data)"
+    zp = inits.get(_input(node, 3))
+    if zp is not None and zp.data_type != TensorProto.UINT8:
+        return "zero points that are no packed uint8"
     return None
 
 
@@ -323,6 +365,36 @@ def dequant_q4_kn(b, scales, zero_points, K: int, N: int, block: int, transposed
         return w if dtype == "float32" else w.astype(dtype)
 
     return te.compute((K, N), compute, name="dequantize_q4")
+
+
+def dequant_gathered_q4(rows, scales, zero_points, ids, V: int, D: int, block: int):
+    """TE: gathered GatherBlockQuantized rows -> ``out[*S, D]`` in the scales' dtype.
+
+    ``rows`` uint8 ``[*S, D/2]`` (packed codes, low nibble = even column), ``scales`` ``[*S, ceil(D/block)]``,
+    ``zero_points`` None (zero point 8) or uint8 ``[*S, ceil(ceil(D/block)/2)]`` (two blocks per byte, low nibble
+    first): the table rows taken at ``ids [*S]``. ``out = (q - zp) * scale``, and 0 where ``ids`` is outside
+    ``[-V, V)`` (onnxruntime's GatherBlockQuantized gives zero rows there; the take wrapped such indices).
+    """
+    from tvm import te, tirx
+
+    lead = tuple(rows.shape[:-1])
+    dtype = str(scales.dtype)
+
+    def compute(*idx):
+        s, d = idx[:-1], idx[-1]
+        blk = tirx.floordiv(d, block)
+        q = _nibble(rows[(*s, tirx.floordiv(d, 2))], d)
+        if zero_points is None:
+            q = q - tirx.const(8, "int32")
+        else:
+            q = q - _nibble(zero_points[(*s, tirx.floordiv(blk, 2))], blk)
+        w = q.astype("float32") * scales[(*s, blk)].astype("float32")
+        w = w if dtype == "float32" else w.astype(dtype)
+        i = ids(*s)
+        inside = tirx.all(i >= tirx.const(-V, ids.dtype), i < tirx.const(V, ids.dtype))
+        return tirx.Select(inside, w, tirx.const(0, dtype))
+
+    return te.compute((*lead, D), compute, name="gather_dequantize_q4")
 
 
 def rows_view(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -423,6 +495,35 @@ def _converters() -> dict:
         def _impl_v1(cls, bb, inputs, attr, params):
             return matmul_q4(bb, inputs, attr, transposed=True)
 
+    class GatherBlockQuantized(onnx_frontend.OnnxOpConverter):
+        """com.microsoft.GatherBlockQuantized (4-bit codes packed in uint8 ``[V, D/2]``, gather_axis 0,
+        quantize_axis 1; see ``_gather_q4_unsupported``): ``R.take`` of the packed rows, scales and zero points
+        at ``indices`` (wrapping, so no index reads outside the table), then ``dequant_gathered_q4``.
+
+        Inputs ``data, indices, scales, [zero_points]``; attributes ``bits, block_size, gather_axis,
+        quantize_axis``. The table is never widened: only the gathered rows are dequantised.
+        """
+
+        @classmethod
+        def _impl_v1(cls, bb, inputs, attr, params):
+            data, ids, scales, zp = inputs[0], inputs[1], inputs[2], inputs[3]
+            shape = _static_shape(data)
+            if shape is None or len(shape) != 2:
+                raise ValueError(f"GatherBlockQuantized needs 2-D data of static shape, got {data.ty}")
+            V, D = shape[0], 2 * shape[1]
+            block = int(attr.get("block_size", 128))
+
+            def take(t):
+                return bb.emit(relax.op.take(t, ids, axis=0, mode="wrap"))
+
+            args = [take(data), take(scales)] + ([] if zp is None else [take(zp)])
+
+            def te_fn(r_, s_, *rest):
+                z_, i_ = (None, rest[0]) if len(rest) == 1 else rest
+                return dequant_gathered_q4(r_, s_, z_, i_, V, D, block)
+
+            return bb.emit_te(te_fn, *args, ids, primfunc_name_hint="gather_dequantize_q4")
+
     class DequantizeInt4(onnx_frontend.OnnxOpConverter):
         """edgecomp.DequantizeInt4 (see ``rewrite``): packed 4-bit data -> tensor of the scale's dtype.
 
@@ -478,7 +579,7 @@ def _converters() -> dict:
             return convert
 
     return {"MatMulNBits": MatMulNBits, MATMUL_KN: MatMulNBitsKN, DEQUANT_INT4: DequantizeInt4,
-            "DequantizeLinear": DequantizeLinear}
+            "DequantizeLinear": DequantizeLinear, "GatherBlockQuantized": GatherBlockQuantized}
 
 
 def _static_shape(expr) -> tuple[int, ...] | None:

@@ -348,3 +348,87 @@ def test_unknown_and_unsupported_quant_ops_are_named():
     with pytest.raises(UnsupportedOpError, match=r"MatMulNBits \(node 'mm_ok'\).*g_idx"):
         frontend.check_ops(model)
     assert {"MatMulNBits", quant_ops.DEQUANT_INT4, quant_ops.MATMUL_KN} <= frontend.supported_ops()
+
+
+# ---------------------------------------------------------------------------------------------------
+# GatherBlockQuantized (int4 embedding tables, edgecomp.quant.embedding)
+
+
+def _gather_q4(g: Graph, tag: str, ids: str, V: int, D: int, block: int, zp: bool,
+               scale_dtype=np.float32) -> int:
+    """Add one GatherBlockQuantized node on a packed [V, D/2] table (output ``y_<tag>``); returns the table bytes."""
+    n_blocks = -(-D // block)
+    data = quant_ops.pack_int4(g.rng.integers(0, 16, (V, D), dtype=np.uint8)).reshape(V, D // 2)
+    scales = (g.rng.random((V, n_blocks)) * 0.05 + 0.01).astype(scale_dtype)
+    ins = [g.init(f"E_{tag}", data), ids, g.init(f"Es_{tag}", scales)]
+    if zp:
+        z = g.rng.integers(0, 16, (V, 2 * -(-n_blocks // 2)), dtype=np.uint8)
+        ins.append(g.init(f"Ez_{tag}", quant_ops.pack_int4(z).reshape(V, -1)))
+    g.nodes.append(helper.make_node("GatherBlockQuantized", ins, [f"y_{tag}"], name=f"gbq_{tag}", domain=MS,
+                                    bits=4, block_size=block, gather_axis=0, quantize_axis=1))
+    dtype = TensorProto.FLOAT if scale_dtype == np.float32 else TensorProto.FLOAT16
+    g.outputs.append(helper.make_tensor_value_info(f"y_{tag}", dtype, [*g.feeds[ids].shape, D]))
+    return data.size
+
+
+def _ids(g: Graph, name: str, shape: tuple[int, ...], V: int, dtype=np.int64) -> str:
+    g.inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(shape)))
+    ids = g.rng.integers(0, V, shape).astype(dtype)
+    ids.flat[:3] = [-1, V, -V]  # negative indices count from the end; out of range gives a zero row
+    g.feeds[name] = ids
+    return name
+
+
+def test_gather_block_quantized_matches_onnxruntime():
+    g = Graph(7)
+    V = 300
+    _ids(g, "ids", (2, 9), V)
+    _ids(g, "ids32", (11,), V, np.int32)
+    tables = [
+        _gather_q4(g, "sym_b32", "ids", V, 64, 32, zp=False),
+        _gather_q4(g, "zp_b16_odd", "ids", V, 48, 16, zp=True),  # 3 blocks: padded zero-point bytes
+        _gather_q4(g, "zp_b64_1blk", "ids32", V, 64, 64, zp=True),
+        _gather_q4(g, "zp_b16_partial", "ids", V, 40, 16, zp=True),  # last block of 8 columns
+        _gather_q4(g, "fp16", "ids32", V, 32, 16, zp=False, scale_dtype=np.float16),
+    ]
+    model = g.model()
+    specs = (TensorSpec("ids", (2, 9), "int64"), TensorSpec("ids32", (11,), "int32"))
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, g.feeds)
+    mod, params = frontend.to_relax(model, specs)
+    compiled = compile_relax(mod, params, load_target("x86"), use_database=False, threads=2)
+    got = VMRunner(compiled.executable, compiled.params, specs)(g.feeds)
+    assert "none" not in compiled.schedules.values(), compiled.schedules
+    assert any(f.startswith("gather_dequantize_q4") for f in compiled.schedules), compiled.schedules
+    for name, a, b in zip([o.name for o in g.outputs], got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-3 if a.dtype == np.float16
+                                   else 1e-6, atol=1e-6, err_msg=name)
+        assert not a.reshape(-1, a.shape[-1])[1].any() and b.reshape(-1, b.shape[-1])[0].any(), name  # ids V, -1
+    # the tables stay packed uint8 parameters (same bytes as in the ONNX graph), never widened
+    onnx_bytes = {t.name: numpy_helper.to_array(t).tobytes() for t in model.graph.initializer
+                  if t.data_type == TensorProto.UINT8}
+    assert sorted(p.size for p in params if p.dtype == np.uint8 and p.shape[0] == V and p.shape[1] > 4) == sorted(
+        tables)
+    assert sum(p.nbytes for p in params if p.dtype == np.uint8) == sum(len(b) for b in onnx_bytes.values())
+    assert not any(p.dtype != np.uint8 and p.size >= V * 32 for p in params)
+
+
+def test_gather_block_quantized_unsupported_forms_are_named():
+    g = Graph(8)
+    _ids(g, "ids", (4,), 64)
+    _gather_q4(g, "ok", "ids", 64, 32, 16, zp=True)
+    frontend.check_ops(g.model())
+    assert "GatherBlockQuantized" in frontend.supported_ops()
+    for attr, value, pattern in [("bits", 8, "8-bit data"), ("quantize_axis", 0, "quantize_axis=0"),
+                                 ("block_size", 24, "block_size=24")]:
+        model = g.model()
+        for a in model.graph.node[0].attribute:
+            if a.name == attr:
+                a.i = value
+        with pytest.raises(UnsupportedOpError, match=rf"GatherBlockQuantized \(node 'gbq_ok'\).*{pattern}"):
+            frontend.check_ops(model)
+    model = g.model()
+    model.graph.node.insert(0, helper.make_node("Identity", ["E_ok"], ["E_id"]))
+    model.graph.node[1].input[0] = "E_id"
+    with pytest.raises(UnsupportedOpError, match="no 2-D uint8 initializer"):
+        frontend.check_ops(model)
