@@ -84,6 +84,10 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
                    fisher: torch.Tensor | None, seconds: float, cfg: QuantizeConfig, seed: int):
     """Quantize one Linear/Conv2d from its captured inputs; returns (replacement module, layer report)."""
     W = m.weight.detach().float().reshape(m.weight.shape[0], -1)
+    pad = getattr(m, "static_padding", None)
+    if pad is not None:  # EfficientNet-style "same" convs pad inside forward(); the GEMM sees the padded input
+        with torch.no_grad():
+            xs_fp, xs_q = [pad(x) for x in xs_fp], [pad(x) for x in xs_q]
     dims = (-1,) if plan.kind == "linear" else (1, 2, 3)
     channels = _channel_rows(xs_q, plan.kind)
     cmax = channels.abs().amax(dim=0)

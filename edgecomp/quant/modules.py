@@ -112,12 +112,16 @@ class QuantConv2d(nn.Module):
         self.act, self.grid = act, weight.grid
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.shape = tuple(conv.weight.shape)
+        # "same"-padding subclasses (EfficientNet's Conv2dStaticSamePadding) pad in forward(); keep that step
+        self.static_padding = getattr(conv, "static_padding", None)
         self.register_buffer("weight_dq", weight.dequantize().reshape(self.shape))
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
         self._export = _conv_export_tensors(weight, self.shape)
         self.nbytes = weight.nbytes  # the bias stays a float parameter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.static_padding is not None:
+            x = self.static_padding(x)
         x = self.act(x)
         w = self.weight_dq
         if torch.onnx.is_in_onnx_export():

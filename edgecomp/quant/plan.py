@@ -34,7 +34,7 @@ class LayerPlan:
 
 
 def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
-    layers = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers = [(n, m) for n, m in module.named_modules() if _replaceable(m)]
     chosen = [(n, m, _scheme_for(n, cfg)) for n, m in layers]
     chosen = [(n, m, s) for n, m, s in chosen if s != "skip"]
     if not chosen:
@@ -66,6 +66,14 @@ def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
                                          (cfg.polish == "auto" and method == "quartdepth" and a_bits == 4))
         plans.append(LayerPlan(name, kind, scheme, grid, a_bits, method, polish, k))
     return plans
+
+
+def _replaceable(m: nn.Module) -> bool:
+    """Linear / Conv2d whose forward the fake-quant modules reproduce: the plain classes, and convolution
+    subclasses whose only extra step is a ``static_padding`` module applied first (EfficientNet)."""
+    if type(m) in (nn.Linear, nn.Conv2d):
+        return True
+    return isinstance(m, nn.Conv2d) and isinstance(getattr(m, "static_padding", None), nn.Module)
 
 
 def _scheme_for(name: str, cfg: QuantizeConfig) -> str:
