@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from readme_section import replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "quant"
 MODELS = ("vit-fmnist", "minilm-l6", "efficientnet-lite0", "smollm2-135m")
@@ -98,12 +100,7 @@ def table() -> str:
 
 
 def write_readme() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text:
-        return
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
+    replace_section(BEGIN, END, table())  # a README without the section is left as it is
 
 
 def main() -> None:

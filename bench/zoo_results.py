@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from readme_section import replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 MODELS = ("vit-fmnist", "vit-s16", "minilm-l6", "efficientnet-lite0", "smollm2-135m")
@@ -65,10 +67,8 @@ def table() -> str:
 
 
 def write_readme() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
+    if not replace_section(BEGIN, END, table()):
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} section")
 
 
 def main() -> None:

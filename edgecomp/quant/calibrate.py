@@ -18,18 +18,23 @@ class _Stop(Exception):
     """Raised from a hook to end a forward pass early."""
 
 
-def call_order(module: nn.Module, feed: Sequence[torch.Tensor], names: Sequence[str]) -> list[str]:
-    """``names`` sorted by when their module first runs in ``module(*feed)``; layers that never run are dropped."""
+@contextlib.contextmanager
+def _hooks(module: nn.Module, names: Sequence[str], make_hook, kind: str = "forward_pre"):
+    """Register ``make_hook(name)`` on each named submodule (``register_{kind}_hook``) for the block."""
     mods = dict(module.named_modules())
-    seen: list[str] = []
-    handles = [mods[n].register_forward_pre_hook(lambda m, a, n=n: seen.append(n) if n not in seen else None)
-               for n in names]
+    handles = [getattr(mods[n], f"register_{kind}_hook")(make_hook(n)) for n in names]
     try:
-        with torch.no_grad():
-            module(*feed)
+        yield
     finally:
         for h in handles:
             h.remove()
+
+
+def call_order(module: nn.Module, feed: Sequence[torch.Tensor], names: Sequence[str]) -> list[str]:
+    """``names`` sorted by when their module first runs in ``module(*feed)``; layers that never run are dropped."""
+    seen: list[str] = []
+    with _hooks(module, names, lambda n: lambda m, a: seen.append(n) if n not in seen else None), torch.no_grad():
+        module(*feed)
     return seen
 
 
@@ -39,7 +44,6 @@ def capture_inputs(module: nn.Module, feeds: Sequence[Sequence[torch.Tensor]], n
 
     ``stop_after`` names the layer after which each forward pass is abandoned (the last of ``names`` in
     call order)."""
-    mods = dict(module.named_modules())
     got: dict[str, list[torch.Tensor]] = {n: [] for n in names}
 
     def pre_hook(n):
@@ -49,15 +53,10 @@ def capture_inputs(module: nn.Module, feeds: Sequence[Sequence[torch.Tensor]], n
                 raise _Stop
         return hook
 
-    handles = [mods[n].register_forward_pre_hook(pre_hook(n)) for n in names]
-    try:
-        with torch.no_grad():
-            for feed in feeds:
-                with contextlib.suppress(_Stop):
-                    module(*feed)
-    finally:
-        for h in handles:
-            h.remove()
+    with _hooks(module, names, pre_hook), torch.no_grad():
+        for feed in feeds:
+            with contextlib.suppress(_Stop):
+                module(*feed)
     return got
 
 
@@ -68,7 +67,6 @@ def output_fisher(module: nn.Module, feeds: Sequence[Sequence[torch.Tensor]], na
     Label-free: the loss is ⟨f(x), r⟩ with r ~ N(0, I) drawn per feed, so E[g gᵀ] = J Jᵀ, the Gauss-Newton
     Hessian of the squared output error ½‖f_q(x) − f(x)‖² at the full-precision model (the quantity the
     weight reconstruction should weight its output error by)."""
-    mods = dict(module.named_modules())
     outs: dict[str, torch.Tensor] = {}
     acc: dict[str, torch.Tensor] = {}
 
@@ -78,12 +76,8 @@ def output_fisher(module: nn.Module, feeds: Sequence[Sequence[torch.Tensor]], na
         return hook
 
     params = [p for p in module.parameters() if p.dtype.is_floating_point]
-    was = [p.requires_grad for p in params]
-    handles = [mods[n].register_forward_hook(fwd_hook(n)) for n in names]
     gen = torch.Generator().manual_seed(seed)
-    try:
-        for p in params:  # outputs need a graph; grads are taken w.r.t. the layer outputs only
-            p.requires_grad_(True)
+    with _hooks(module, names, fwd_hook, "forward"), _grads_on(params):
         for feed in feeds:
             outs.clear()
             with torch.enable_grad():
@@ -99,9 +93,17 @@ def output_fisher(module: nn.Module, feeds: Sequence[Sequence[torch.Tensor]], na
                 dims = [d for d in range(g.dim()) if d != channel_axis]
                 sq = g.detach().float().pow(2).mean(dim=dims)
                 acc[n] = acc.get(n, 0) + sq
+    return {n: f / f.mean().clamp_min(1e-30) for n, f in acc.items()}
+
+
+@contextlib.contextmanager
+def _grads_on(params: list[torch.Tensor]):
+    """Outputs need a graph for the Fisher pass (grads are taken w.r.t. layer outputs only); restore after."""
+    was = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        yield
     finally:
-        for h in handles:
-            h.remove()
         for p, w in zip(params, was, strict=True):
             p.requires_grad_(w)
-    return {n: f / f.mean().clamp_min(1e-30) for n, f in acc.items()}

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgecomp.errors import ConfigError
-from edgecomp.quant.primitives import WeightGrid, dequantize_weight, pack_int4, rtn, sqnr_db
+from edgecomp.quant.primitives import WeightGrid, dequantize_weight, pack_int4, pack_int4_padded, rtn, sqnr_db
 
 
 def embedding_block(grid: WeightGrid, dim: int) -> int:
@@ -72,10 +72,7 @@ class QuantEmbedding(nn.Module):
         V, groups = codes.shape[0], grid.groups(self.embedding_dim)
         ex = {"packed": pack_int4(codes).contiguous(), "scales": scale.reshape(V, groups).contiguous()}
         if not (grid.symmetric or bool(torch.all(zero == 8))):
-            z = zero.round().to(torch.uint8)
-            if groups % 2:
-                z = torch.cat([z, torch.zeros(V, 1, dtype=torch.uint8)], dim=1)
-            ex["zeros"] = pack_int4(z).contiguous()
+            ex["zeros"] = pack_int4_padded(zero.round().to(torch.uint8)).contiguous()
         self._export = ex  # plain tensors, kept out of state_dict (see module docstring)
         self.nbytes = sum(int(t.numel() * t.element_size()) for t in ex.values())
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgecomp.quant.activations import fake_quant_symmetric, lognp_fake_quant
-from edgecomp.quant.primitives import WeightGrid, dequantize_weight, pack_int4
+from edgecomp.quant.primitives import WeightGrid, dequantize_weight, pack_int4, pack_int4_padded
 
 
 @dataclass(frozen=True)
@@ -146,10 +146,7 @@ def _linear_export_tensors(w: QuantizedWeight) -> dict:
     out = {"block": block, "packed": pack_int4(w.codes).reshape(n, g, block // 2).contiguous(),
            "scales": w.scale.float().reshape(n * g).contiguous()}
     if not _zero_is_default(w):
-        z = w.zero.round().to(torch.uint8)
-        if g % 2:
-            z = torch.cat([z, torch.zeros(n, 1, dtype=torch.uint8)], dim=1)
-        out["zeros"] = pack_int4(z).reshape(-1).contiguous()
+        out["zeros"] = pack_int4_padded(w.zero.round().to(torch.uint8)).reshape(-1).contiguous()
     return out
 
 
@@ -162,14 +159,9 @@ def _conv_export_tensors(w: QuantizedWeight, shape: tuple[int, ...]) -> dict:
     flat = w.codes.reshape(-1)
     if _zero_is_default(w):  # symmetric: store signed INT4 nibbles (code - 8, two's complement) with no zero point
         flat = flat ^ 8
-    if flat.numel() % 2:
-        flat = torch.cat([flat, torch.zeros(1, dtype=torch.uint8)])
-    out = {"packed": pack_int4(flat), "scales": w.scale.float().reshape(n).contiguous()}
+    out = {"packed": pack_int4_padded(flat), "scales": w.scale.float().reshape(n).contiguous()}
     if not _zero_is_default(w):
-        z = w.zero.round().to(torch.uint8).reshape(n)
-        if n % 2:
-            z = torch.cat([z, torch.zeros(1, dtype=torch.uint8)])
-        out["zeros"] = pack_int4(z)
+        out["zeros"] = pack_int4_padded(w.zero.round().to(torch.uint8).reshape(n))
     return out
 
 

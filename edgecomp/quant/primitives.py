@@ -121,6 +121,14 @@ def pack_int4(codes: Tensor) -> Tensor:
     return codes[..., 0::2] | (codes[..., 1::2] << 4)
 
 
+def pack_int4_padded(codes: Tensor) -> Tensor:
+    """``pack_int4`` after padding an odd last axis with one zero code: uint8 [..., K] -> [..., ceil(K / 2)]
+    (packed zero points of an odd group count, a flattened conv weight of odd size)."""
+    if codes.shape[-1] % 2:
+        codes = torch.cat([codes, codes.new_zeros(*codes.shape[:-1], 1)], dim=-1)
+    return pack_int4(codes)
+
+
 def unpack_int4(packed: Tensor, K: int) -> Tensor:
     """Inverse of pack_int4: uint8 [..., ceil(K / 2)] -> uint8 [..., K] (an odd K drops the last high nibble)."""
     if packed.shape[-1] != (K + 1) // 2:
