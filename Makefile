@@ -19,7 +19,7 @@ test: $(STAMPS)/zoo $(STAMPS)/data $(STAMPS)/dev
 	$(PY) -m pytest -q tests
 
 lint: $(STAMPS)/dev
-	.venv/bin/ruff check edgecomp tests bench
+	.venv/bin/ruff check edgecomp kernels tests bench
 
 # torch first, by exact version: the CPU wheel on disk; a looser spec would pull GBs of CUDA.
 $(STAMPS)/venv:

@@ -106,6 +106,7 @@ class LowerConfig:
     tuning: str = "database"  # database: apply shipped MetaSchedule records first | none: hand schedules only
     check_samples: int = 2  # calibration feeds compared between TVM and onnxruntime
     tolerance: float = 0.0  # max |tvm - onnxruntime| accepted; 0 = the export tolerance
+    kernels: bool = True  # fuse patterns into the kernel registry's kernels (false: generic lowering only)
 
     def __post_init__(self):
         _check(self.tuning in ("database", "none"), f"unknown lower.tuning {self.tuning!r}", "database | none")

@@ -15,7 +15,7 @@ NAME, REQUIRES = "lower", "onnx"
 
 
 def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
-    mod, params = frontend.to_relax(model.payload, model.inputs)
+    mod, params, fused = frontend.to_relax(model.payload, model.inputs, target.tvm_target(), cfg.kernels)
     compiled = compile_relax(mod, params, target, use_database=cfg.tuning == "database")
     compiled.onnx = model.payload
     tolerance = cfg.tolerance or model.export_tolerance  # relative L2 for quantized models (quantize stage)
@@ -36,7 +36,8 @@ def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
         "tvm_target": compiled.tvm_target,
         "functions": len(compiled.schedules),
         "schedules": dict(sorted(counts.items())),
-        "untuned": sorted(f for f, r in compiled.schedules.items() if r != "tuned"),
+        "untuned": sorted(f for f, r in compiled.schedules.items() if r != "tuned" and not r.startswith("kernel:")),
+        "int_kernels": {"fused": len(fused.layers), "float_path": fused.skipped},
         "naive": sorted(f for f, r in compiled.schedules.items() if r == "none"),
         "per_function": dict(sorted(compiled.schedules.items())),
         "params": len(compiled.params),

@@ -20,7 +20,7 @@ from edgecomp.targets import Target
 class Compiled:
     executable: object  # tvm.runtime.Executable; main(*inputs, *params)
     params: list[np.ndarray]
-    schedules: dict[str, str]  # PrimFunc name -> tuned | matmul | reduction | gemv | injective | none
+    schedules: dict[str, str]  # PrimFunc name -> kernel:<name> | tuned | matmul | reduction | gemv | injective | none
     tvm_target: dict
     onnx: object = None  # the folded ONNX this was compiled from (shipped as model.onnx)
 

@@ -935,6 +935,9 @@ def apply(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, dict[str, st
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc):
             continue
+        if "edgecomp.kernel" in func.attrs:  # a registry kernel, scheduled as written
+            used[gv.name_hint] = f"kernel:{func.attrs['edgecomp.kernel']}"
+            continue
         if "tirx.is_scheduled" in func.attrs and int(func.attrs["tirx.is_scheduled"]) == 1:
             used[gv.name_hint] = "tuned"
             continue

@@ -45,20 +45,27 @@ def check_ops(model) -> None:
         raise _unsupported(node, i, f"has no TVM lowering for {reason}")
 
 
-def to_relax(model, inputs: tuple[TensorSpec, ...]):
-    """Return (IRModule with main(*inputs, *params), params list of numpy arrays in call order)."""
+def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool = True):
+    """Return (IRModule with main(*inputs, *params), params list of numpy arrays in call order, fusion report).
+
+    With a tvm ``target`` and ``kernels``, quantized Linear layers the target's integer kernels can run
+    are fused first (``int_fusion``); the report names them and why any others were not."""
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgecomp.tvm import quant_ops
+    from edgecomp.tvm import int_fusion, quant_ops
 
     check_ops(model)  # (also registers the quantisation converters)
+    report = int_fusion.Fused([], {})
+    if target is not None and kernels:
+        model, report = int_fusion.fuse(model, target)
     model = quant_ops.rewrite(model)
     model = _inline_shape_constants(model)
-    mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
-                    dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
+    with int_fusion.registered(target):
+        mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
+                        dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
     mod, params = relax.frontend.detach_params(mod)
-    return mod, [p.numpy() for p in params.get("main", [])]
+    return mod, [p.numpy() for p in params.get("main", [])], report
 
 
 def _is_param(t) -> bool:

@@ -21,7 +21,7 @@ def _reshape_model():
 
 
 def test_shape_constants_are_inlined_and_weights_stay_params():
-    mod, params = frontend.to_relax(_reshape_model(), (TensorSpec("x", (1, 6)),))
+    mod, params, _ = frontend.to_relax(_reshape_model(), (TensorSpec("x", (1, 6)),))
     assert len(params) == 1 and params[0].dtype == np.float32  # only the float weight is a parameter
     assert len(mod["main"].params) == 2
 

@@ -69,7 +69,7 @@ def _run_both(model: onnx.ModelProto, g: Graph):
     so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     want = sess.run(None, g.feeds)
-    mod, params = frontend.to_relax(model, g.specs())
+    mod, params, _ = frontend.to_relax(model, g.specs())
     compiled = compile_relax(mod, params, load_target("x86"), use_database=False, threads=2)
     got = VMRunner(compiled.executable, compiled.params, g.specs())(g.feeds)
     return got, want, params, compiled.schedules
@@ -394,7 +394,7 @@ def test_gather_block_quantized_matches_onnxruntime():
     model = g.model()
     specs = (TensorSpec("ids", (2, 9), "int64"), TensorSpec("ids32", (11,), "int32"))
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, g.feeds)
-    mod, params = frontend.to_relax(model, specs)
+    mod, params, _ = frontend.to_relax(model, specs)
     compiled = compile_relax(mod, params, load_target("x86"), use_database=False, threads=2)
     got = VMRunner(compiled.executable, compiled.params, specs)(g.feeds)
     assert "none" not in compiled.schedules.values(), compiled.schedules

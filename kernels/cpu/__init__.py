@@ -1,0 +1,13 @@
+"""CPU kernels (LLVM targets)."""
+
+from __future__ import annotations
+
+from .. import KERNELS, Kernel
+from . import qgemm
+
+KERNELS.add("quantize_rows", Kernel(
+    "quantize_rows", "per-token symmetric fake-quant (Abs, ReduceMax, Div, Clip, Div, Round, Clip) feeding qgemm",
+    legal=lambda p, target: qgemm.legal(p, target), build=lambda p, target: qgemm.build_quantize_rows(p)))
+KERNELS.add("qgemm_vnni", Kernel(
+    "qgemm_vnni", "fake-quantized activations x int8 DequantizeLinear / int4 MatMulNBits weights (+ bias)",
+    legal=lambda p, target: qgemm.legal(p, target), build=lambda p, target: qgemm.build_qgemm(p)))

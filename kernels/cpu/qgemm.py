@@ -1,0 +1,243 @@
+"""Integer GEMM for dynamically quantized activations x int8 / int4 weights (W8A8, W4A8, W4A4), AVX-512 VNNI.
+
+Replaces ``y = fakequant(x) @ dequant(W)^T + b`` where ``fakequant`` is edgecomp's symmetric per-token
+quantizer (``s = max(max|x| / qmax, 1e-12)``, ``q = clip(round_half_even(x / s), -qmax, qmax)``) and W is
+int8 per output channel (one group ``G = K``) or int4 per group of ``G`` inputs (``G | K``; zero point 8 when
+symmetric, one per group and channel when asymmetric): ``w = (u - z) * scale``.
+
+Two kernels:
+
+* ``quantize_rows``: x f32 ``[M, K]`` -> codes ``q`` i8 ``[Mp, K]`` (``Mp`` = M rounded up to the row tile;
+  padding rows are 0), scales ``s`` f32 ``[Mp]`` and per-group row sums of the codes ``R[m, g]`` i32
+  ``[Mp, K/G]``. Bit-identical to the ONNX graph's ``Div`` / ``Round`` / ``Clip``.
+* ``qgemm``: the register-tiled GEMM. ``vpdpbusd`` multiplies unsigned bytes by signed bytes and adds
+  groups of 4 into int32 lanes. The weights are the unsigned operand (``u`` in [0, 15] for int4; ``u = w + 128``
+  with zero point 128 for int8) and the activation codes the signed one, stored as the instruction reads them:
+
+  - int8: ``w[N/16, K/4, 16, 4]`` u8 (16 output channels x 4 consecutive inputs per 64-byte vector);
+  - int4: ``w[N/16, K/8, 64]`` u8 holding two such vectors, inputs ``k..k+3`` in the low nibbles and
+    ``k+4..k+7`` in the high nibbles, so the weights keep their 4-bit size and unpacking is one AND and one
+    shift per 64 values, shared by the row tile.
+
+  Per group g, ``sum_k q w_int = acc_g - z[g, n] R[m, g]`` exactly in int32 (``acc_g = sum_k q u``), so
+  ``y[m, n] = s[m] sum_g ws[g, n] (acc_g - z[g, n] R[m, g]) + b[n]``: the integer part is exact, only the
+  float fold per group and the final scale round (no large offsets cancel in float).
+
+Schedule (written into the loops, no tuner): parallel over column tiles of ``16 NR`` channels (and, when
+there are few of those, over two halves of the rows), then row tiles of MR rows; MR x NR int32 vector
+accumulators per group, folded into MR x NR float accumulators once per group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LANES = 16  # int32 lanes of one 512-bit vpdpbusd
+_EPS = 1e-12  # edgecomp.quant.activations._EPS: the floor of a per-token scale
+
+
+@dataclass(frozen=True)
+class QGemm:
+    """One quantized Linear: x [M, K] (M = all leading dims) times W [N, K]; int groups of G inputs."""
+
+    M: int
+    K: int
+    N: int
+    G: int  # weight group along K (G = K for per-channel int8)
+    wbits: int  # 8 or 4
+    qmax: int  # activation code range [-qmax, qmax] (127 for A8, 7 for A4)
+
+    @property
+    def MR(self) -> int:
+        return 4 if self.M >= 4 else self.M
+
+    @property
+    def Mp(self) -> int:
+        return -(-self.M // self.MR) * self.MR
+
+    @property
+    def NR(self) -> int:
+        for nr in (4, 2, 1):
+            if self.N % (LANES * nr) == 0:
+                return nr
+        return 1
+
+
+def has_vnni(target) -> bool:
+    from tvm.target import codegen
+
+    return str(target.kind.name) == "llvm" and bool(codegen.target_has_features("avx512vnni", target))
+
+
+def legal(p: QGemm, target) -> str | None:
+    if not has_vnni(target):
+        return "the target CPU has no AVX-512 VNNI"
+    if p.wbits not in (4, 8):
+        return f"{p.wbits}-bit weights"
+    if p.qmax > 127:
+        return f"activation range +-{p.qmax} does not fit int8"
+    if p.N % LANES:
+        return f"N={p.N} is not a multiple of {LANES}"
+    if p.K % LANES or p.K % p.G or p.G % (8 if p.wbits == 4 else 4):
+        return f"K={p.K}, group {p.G} do not tile by {LANES} / {8 if p.wbits == 4 else 4}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# weight layout (numpy, at build time)
+
+
+def pack_weights(values: np.ndarray, scales: np.ndarray, G: int, wbits: int, zero_points: np.ndarray | None = None):
+    """Weights int [N, K] (int4: stored ``u`` in [0, 15]; int8: signed codes), scales f32 [N, K/G] and, for
+    asymmetric int4, zero points int [N, K/G] -> ``(w in the kernel's layout, ws f32 [K/G, N], z u8 [K/G, N])``."""
+    N, K = values.shape
+    u = values.astype(np.int32)
+    if wbits == 8:
+        u, z = u + 128, np.full((N, K // G), 128, np.int64)
+    else:
+        z = np.full((N, K // G), 8, np.int64) if zero_points is None else zero_points.reshape(N, K // G)
+    assert u.min() >= 0 and u.max() <= (15 if wbits == 4 else 255), "weights out of range"
+    u = u.astype(np.uint8)
+    if wbits == 4:
+        v = u.reshape(N // LANES, LANES, K // 8, 2, 4).transpose(0, 2, 3, 1, 4)
+        w = (v[:, :, 0] | (v[:, :, 1] << 4)).reshape(N // LANES, K // 8, 64)
+    else:
+        w = u.reshape(N // LANES, LANES, K // 4, 4).transpose(0, 2, 1, 3)
+    ws = scales.reshape(N, K // G).T.astype(np.float32)
+    return np.ascontiguousarray(w), np.ascontiguousarray(ws), np.ascontiguousarray(np.asarray(z).T.astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------------
+# kernels
+
+
+def build_quantize_rows(p: QGemm):
+    from tvm.script import tirx as T
+
+    M, K, G, Mp, qmax = p.M, p.K, p.G, p.Mp, float(p.qmax)
+    KG, V = K // G, LANES
+
+    @T.prim_func(s_tir=True)
+    def quantize_rows(x: T.Buffer((M, K), "float32"), xq: T.Buffer((Mp, K), "int8"),
+                      xs: T.Buffer((Mp,), "float32"), rs: T.Buffer((Mp, KG), "int32")):
+        T.func_attr({"tirx.noalias": True})
+        with T.sblock("root"):
+            for m in T.parallel(Mp):
+                if m < M:
+                    vmax = T.alloc_buffer((V,), "float32", scope="local")
+                    vmax[T.ramp(0, 1, V)] = T.broadcast(T.float32(0), V)
+                    for k in range(K // V):
+                        vmax[T.ramp(0, 1, V)] = T.max(vmax[T.ramp(0, 1, V)], T.fabs(x[m, T.ramp(k * V, 1, V)]))
+                    amax = T.alloc_buffer((1,), "float32", scope="local")
+                    amax[0] = T.float32(0)
+                    for i in range(V):
+                        amax[0] = T.max(amax[0], vmax[i])
+                    # exactly the graph's Clip(Div(ReduceMax(Abs(x)), qmax), eps), then Div and Round (half even)
+                    s = T.max(amax[0] / T.float32(qmax), T.float32(_EPS))
+                    xs[m] = s
+                    for k in T.vectorized(K):
+                        xq[m, k] = T.Cast("int8", T.max(T.min(T.nearbyint(x[m, k] / s), T.float32(qmax)),
+                                                        T.float32(-qmax)))
+                    for g in range(KG):
+                        vsum = T.alloc_buffer((V,), "int32", scope="local")
+                        vsum[T.ramp(0, 1, V)] = T.broadcast(T.int32(0), V)
+                        for k in range(G // V):
+                            vsum[T.ramp(0, 1, V)] = vsum[T.ramp(0, 1, V)] + T.Cast(
+                                "int32x16", xq[m, T.ramp(g * G + k * V, 1, V)])
+                        tot = T.alloc_buffer((1,), "int32", scope="local")
+                        tot[0] = 0
+                        for i in range(V):
+                            tot[0] = tot[0] + vsum[i]
+                        rs[m, g] = tot[0]
+                else:
+                    xs[m] = T.float32(0)
+                    for k in T.vectorized(K):
+                        xq[m, k] = T.int8(0)
+                    for g in range(KG):
+                        rs[m, g] = 0
+
+    return quantize_rows
+
+
+def build_qgemm(p: QGemm):
+    """The GEMM; ``b`` is the layer's bias (zeros when it has none)."""
+    from tvm.script import tirx as T
+
+    M, K, N, G, Mp, MR, NR = p.M, p.K, p.N, p.G, p.Mp, p.MR, p.NR
+    KG, V = K // G, LANES
+    NT, MT = N // (V * NR), Mp // MR
+    MS = 2 if NT < 8 and MT >= 2 else 1  # split rows too when there are few column tiles
+    MTS = -(-MT // MS)
+    vpdpbusd = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512")
+    w_shape = (N // V, K // 8, 64) if p.wbits == 4 else (N // V, K // 4, V, 4)
+
+    def q4(xq, m, k):  # 4 activation codes broadcast to all 16 lanes
+        return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", xq.vload([m, k], "int8x4")), V))
+
+    def dot(acc, u, q):  # acc[16] += 4-wide dots of the unsigned weight bytes u with the signed codes q
+        return T.call_llvm_pure_intrin("int32x16", vpdpbusd, acc, u, q)
+
+    @T.prim_func(s_tir=True)
+    def qgemm(xq: T.Buffer((Mp, K), "int8"), xs: T.Buffer((Mp,), "float32"), rs: T.Buffer((Mp, KG), "int32"),
+              w: T.Buffer(w_shape, "uint8"), ws: T.Buffer((KG, N), "float32"), z: T.Buffer((KG, N), "uint8"),
+              b: T.Buffer((N,), "float32"), y: T.Buffer((M, N), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        with T.sblock("root"):
+            for task in T.parallel(NT * MS):
+                nt = task // MS
+                acc = T.alloc_buffer((MR, NR * V), "int32", scope="local")
+                yf = T.alloc_buffer((MR, NR * V), "float32", scope="local")
+                lo = T.alloc_buffer((NR * 64,), "int8", scope="local")
+                hi = T.alloc_buffer((NR * 64,), "int8", scope="local")
+                for mi in range(MTS):
+                    mt = (task % MS) * MTS + mi
+                    if mt < MT:
+                        for r in T.unroll(MR):
+                            for v in T.unroll(NR):
+                                yf[r, T.ramp(v * V, 1, V)] = T.broadcast(T.float32(0), V)
+                        for g in range(KG):
+                            for r in T.unroll(MR):
+                                for v in T.unroll(NR):
+                                    acc[r, T.ramp(v * V, 1, V)] = T.broadcast(T.int32(0), V)
+                            if p.wbits == 4:
+                                for k8 in range(G // 8):
+                                    for v in T.unroll(NR):
+                                        packed = w[nt * NR + v, g * (G // 8) + k8, T.ramp(0, 1, 64)]
+                                        lo[T.ramp(v * 64, 1, 64)] = T.reinterpret(
+                                            "int8x64", T.bitwise_and(packed, T.broadcast(T.uint8(15), 64)))
+                                        hi[T.ramp(v * 64, 1, 64)] = T.reinterpret(
+                                            "int8x64", T.shift_right(packed, T.broadcast(T.uint8(4), 64)))
+                                    for r in T.unroll(MR):
+                                        for v in T.unroll(NR):
+                                            acc[r, T.ramp(v * V, 1, V)] = dot(
+                                                acc[r, T.ramp(v * V, 1, V)], lo[T.ramp(v * 64, 1, 64)],
+                                                q4(xq, mt * MR + r, g * G + k8 * 8))
+                                            acc[r, T.ramp(v * V, 1, V)] = dot(
+                                                acc[r, T.ramp(v * V, 1, V)], hi[T.ramp(v * 64, 1, 64)],
+                                                q4(xq, mt * MR + r, g * G + k8 * 8 + 4))
+                            else:
+                                for k4 in range(G // 4):
+                                    for r in T.unroll(MR):
+                                        for v in T.unroll(NR):
+                                            acc[r, T.ramp(v * V, 1, V)] = dot(
+                                                acc[r, T.ramp(v * V, 1, V)],
+                                                T.reinterpret("int8x64", w.vload(
+                                                    [nt * NR + v, g * (G // 4) + k4, 0, 0], "uint8x64")),
+                                                q4(xq, mt * MR + r, g * G + k4 * 4))
+                            for r in T.unroll(MR):
+                                for v in T.unroll(NR):
+                                    yf[r, T.ramp(v * V, 1, V)] = yf[r, T.ramp(v * V, 1, V)] + ws[
+                                        g, T.ramp((nt * NR + v) * V, 1, V)] * T.Cast(
+                                        "float32x16", acc[r, T.ramp(v * V, 1, V)]
+                                        - T.Cast("int32x16", z[g, T.ramp((nt * NR + v) * V, 1, V)])
+                                        * T.broadcast(rs[mt * MR + r, g], V))
+                        for r in T.unroll(MR):
+                            if mt * MR + r < M:
+                                for v in T.unroll(NR):
+                                    y[mt * MR + r, T.ramp((nt * NR + v) * V, 1, V)] = T.broadcast(
+                                        xs[mt * MR + r], V) * yf[r, T.ramp(v * V, 1, V)] + b[
+                                        T.ramp((nt * NR + v) * V, 1, V)]
+
+    return qgemm
