@@ -129,6 +129,7 @@ class _Layer:
     out: str  # the output the fused node writes
     bias: np.ndarray | None
     removed: tuple[int, ...]  # nodes the fused node replaces (matmul, dq / transpose, bias add)
+    flat: bool = False  # the output is [M, N] (onnxruntime's Reshape -> Gemm form), not [..., N]
 
 
 def _unpack_u4(packed: np.ndarray, N: int, K: int) -> np.ndarray:
@@ -156,18 +157,39 @@ def _matmul_nbits(G: _Graph, i: int) -> _Layer | None | str:
 
 
 def _matmul_int8(G: _Graph, i: int, a_input: str) -> _Layer | None | str:
+    """``MatMul(a, W)``, ``Gemm(a, W, bias)`` or onnxruntime's folded ``Gemm(Reshape(a, [M, K]), W, bias)`` (2-D),
+    with W an int8 ``DequantizeLinear`` (``[K, N]`` per column, or ``[N, K]`` per row then transposed)."""
     node = G.g.node[i]
-    if node.input[0] != a_input or len(node.input) != 2:
+    removed, flat, bias, trans_b = [i], False, None, False
+    if node.op_type in ("Reshape", "Gemm"):
+        if node.op_type == "Reshape":
+            shape = G.const(node.input[1])
+            users = G.consumers.get(node.output[0], [])
+            if shape is None or shape.size != 2 or len(users) != 1 or G.g.node[users[0]].op_type != "Gemm":
+                return None
+            removed.append(users[0])
+            gemm = G.g.node[users[0]]
+        else:  # a 2-D input: Gemm reads the quantized tensor itself
+            gemm = node
+        a = _attrs(gemm)
+        if gemm.input[0] not in (node.output[0], a_input) or a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 \
+                or a.get("beta", 1.0) != 1.0:
+            return "Gemm with transA / alpha / beta"
+        if len(gemm.input) > 2 and gemm.input[2]:
+            bias = G.const(gemm.input[2])
+            if bias is None or bias.ndim != 1:
+                return "Gemm bias is not a 1-D initializer"
+        node, flat, trans_b = gemm, True, bool(a.get("transB", 0))
+    elif node.input[0] != a_input or len(node.input) != 2:
         return None
-    removed = [i]
     b = node.input[1]
     it, tr = G.node(b, "Transpose")
-    transposed = tr is not None
-    if transposed:
+    transposed = trans_b  # whether W (below) is stored [N, K]
+    if tr is not None:
         if list(_attrs(tr).get("perm", [1, 0])) != [1, 0] or len(G.consumers.get(b, [])) != 1:
             return "MatMul weight transposed other than [1, 0]"
         removed.append(it)
-        b = tr.input[0]
+        b, transposed = tr.input[0], not transposed
     idq, dq = G.node(b, "DequantizeLinear")
     if dq is None:
         return None  # a float MatMul (e.g. attention) that happens to read a quantized tensor
@@ -190,9 +212,9 @@ def _matmul_int8(G: _Graph, i: int, a_input: str) -> _Layer | None | str:
         scales = s.reshape(N, 1).astype(np.float32)
     else:
         return "int8 weight not quantized per output channel"
-    if np.any(np.abs(codes.astype(np.int32)) > 127):
-        return "int8 weight uses -128"
-    return _Layer(i, codes.astype(np.int32), scales, None, K, 8, node.output[0], None, tuple(removed))
+    if bias is not None and bias.shape != (N,):
+        return "Gemm bias is not [N]"
+    return _Layer(i, codes.astype(np.int32), scales, None, K, 8, node.output[0], bias, tuple(removed), flat)
 
 
 def _with_bias(G: _Graph, layer: _Layer, N: int) -> None:
@@ -214,10 +236,10 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, Fused]:
     """Return (model with fused integer Linear layers, what was fused / skipped). ``target``: a tvm Target.
     The input model is not modified."""
     from edgecomp._kernels import kernel
-    from edgecomp._kernels.cpu.qgemm import QGemm, pack_weights
+    from edgecomp._kernels.cpu.qgemm import QGemm, isa_for, pack_weights
 
     G = _Graph(model)
-    qgemm = kernel("qgemm_vnni")
+    qgemm, isa = kernel("qgemm"), isa_for(target)
     report = Fused([], {})
     new_nodes: dict[int, list] = {}  # insert before node index -> nodes
     new_inits: list[TensorProto] = []
@@ -231,7 +253,7 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, Fused]:
             user = G.g.node[ui]
             if user.op_type == "MatMulNBits" and user.domain == "com.microsoft" and user.input[0] == fq.out:
                 layer = _matmul_nbits(G, ui)
-            elif user.op_type == "MatMul":
+            elif user.op_type in ("MatMul", "Reshape", "Gemm"):
                 layer = _matmul_int8(G, ui, fq.out)
             else:
                 continue
@@ -253,14 +275,14 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, Fused]:
                 new_nodes.setdefault(mi + 1, []).append(helper.make_node(
                     QUANTIZE_ROWS, [fq.x], rows[layer.G], name=f"{base}_quantize", domain=DOMAIN,
                     K=K, G=layer.G, qmax=fq.qmax))
-            w, ws, zp = pack_weights(layer.stored, layer.scales, layer.G, layer.wbits, layer.zero_points)
+            w, ws, zp = pack_weights(layer.stored, layer.scales, layer.G, layer.wbits, isa, layer.zero_points)
             bias = layer.bias if layer.bias is not None else np.zeros(N, np.float32)
             prefix = f"{name}_qgemm"
             tensors = {f"{prefix}_w": w, f"{prefix}_ws": ws, f"{prefix}_zp": zp, f"{prefix}_bias": bias}
             new_inits += [numpy_helper.from_array(v, k) for k, v in tensors.items()]
             new_nodes.setdefault(max(layer.removed) + 1, []).append(helper.make_node(
                 QGEMM, [fq.x, *rows[layer.G], *tensors], [layer.out], name=prefix, domain=DOMAIN,
-                K=K, N=N, G=layer.G, wbits=layer.wbits, qmax=fq.qmax))
+                K=K, N=N, G=layer.G, wbits=layer.wbits, qmax=fq.qmax, flat=int(layer.flat)))
             removed.update(layer.removed)
             report.layers.append(name)
     if not report.layers:
@@ -354,9 +376,9 @@ def converters(target) -> dict:
             shape = _static_shape(x)
             M = _rows(shape)
             p = QGemm(M, int(attr["K"]), int(attr["N"]), int(attr["G"]), int(attr["wbits"]), int(attr["qmax"]))
-            gv = add_kernel(bb, "qgemm_vnni", kernel("qgemm_vnni").build(p, target),
+            gv = add_kernel(bb, "qgemm", kernel("qgemm").build(p, target),
                             f"qgemm_w{p.wbits}_{M}x{p.K}x{p.N}_g{p.G}")
             y = bb.emit(relax.call_tir(gv, list(inputs[1:]), relax.TensorType((M, p.N), "float32")))
-            return bb.emit(relax.op.reshape(y, (*shape[:-1], p.N)))
+            return y if int(attr.get("flat", 0)) else bb.emit(relax.op.reshape(y, (*shape[:-1], p.N)))
 
     return {QUANTIZE_ROWS: QuantizeRowsOp, QGEMM: QGemmOp}

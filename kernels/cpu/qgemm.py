@@ -1,4 +1,5 @@
-"""Integer GEMM for dynamically quantized activations x int8 / int4 weights (W8A8, W4A8, W4A4), AVX-512 VNNI.
+"""Integer GEMM for dynamically quantized activations x int8 / int4 weights (W8A8, W4A8, W4A4): x86 AVX-512
+VNNI (``vpdpbusd``) and aarch64 dot product (``sdot``).
 
 Replaces ``y = fakequant(x) @ dequant(W)^T + b`` where ``fakequant`` is edgecomp's symmetric per-token
 quantizer (``s = max(max|x| / qmax, 1e-12)``, ``q = clip(round_half_even(x / s), -qmax, qmax)``) and W is
@@ -10,20 +11,22 @@ Two kernels:
 * ``quantize_rows``: x f32 ``[M, K]`` -> codes ``q`` i8 ``[Mp, K]`` (``Mp`` = M rounded up to the row tile;
   padding rows are 0), scales ``s`` f32 ``[Mp]`` and per-group row sums of the codes ``R[m, g]`` i32
   ``[Mp, K/G]``. Bit-identical to the ONNX graph's ``Div`` / ``Round`` / ``Clip``.
-* ``qgemm``: the register-tiled GEMM. ``vpdpbusd`` multiplies unsigned bytes by signed bytes and adds
-  groups of 4 into int32 lanes. The weights are the unsigned operand (``u`` in [0, 15] for int4; ``u = w + 128``
-  with zero point 128 for int8) and the activation codes the signed one, stored as the instruction reads them:
+* ``qgemm``: the register-tiled GEMM. The dot instruction multiplies bytes and adds groups of 4 into
+  the V int32 lanes of one vector (V = 16 for 512-bit ``vpdpbusd``, 4 for 128-bit ``sdot``). ``vpdpbusd``
+  takes one unsigned operand: the weights (``u`` in [0, 15] for int4; ``u = w + 128`` with zero point 128
+  for int8), the activation codes being the signed one. ``sdot`` is signed x signed: int8 weights stay
+  signed (zero point 0). Weights are stored as the instruction reads them:
 
-  - int8: ``w[N/16, K/4, 16, 4]`` u8 (16 output channels x 4 consecutive inputs per 64-byte vector);
-  - int4: ``w[N/16, K/8, 64]`` u8 holding two such vectors, inputs ``k..k+3`` in the low nibbles and
+  - int8: ``w[N/V, K/4, V, 4]`` (V output channels x 4 consecutive inputs per 4V-byte vector);
+  - int4: ``w[N/V, K/8, 4V]`` u8 holding two such vectors, inputs ``k..k+3`` in the low nibbles and
     ``k+4..k+7`` in the high nibbles, so the weights keep their 4-bit size and unpacking is one AND and one
-    shift per 64 values, shared by the row tile.
+    shift per 4V values, shared by the row tile.
 
   Per group g, ``sum_k q w_int = acc_g - z[g, n] R[m, g]`` exactly in int32 (``acc_g = sum_k q u``), so
   ``y[m, n] = s[m] sum_g ws[g, n] (acc_g - z[g, n] R[m, g]) + b[n]``: the integer part is exact, only the
   float fold per group and the final scale round (no large offsets cancel in float).
 
-Schedule (written into the loops, no tuner): parallel over column tiles of ``16 NR`` channels (and, when
+Schedule (written into the loops, no tuner): parallel over column tiles of ``V NR`` channels (and, when
 there are few of those, over two halves of the rows), then row tiles of MR rows; MR x NR int32 vector
 accumulators per group, folded into MR x NR float accumulators once per group.
 """
@@ -34,8 +37,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LANES = 16  # int32 lanes of one 512-bit vpdpbusd
+LANES = 16  # float / int32 lanes the row kernels (quantize_rows) work in
 _EPS = 1e-12  # edgecomp.quant.activations._EPS: the floor of a per-token scale
+
+
+@dataclass(frozen=True)
+class DotISA:
+    """A 4-way int8 dot-product instruction: ``acc[V] += sum_4 a[4V] * b[4V]`` per int32 lane."""
+
+    name: str
+    feature: str  # LLVM target feature that provides it
+    intrinsic: str
+    lanes: int  # V: int32 lanes per vector
+    unsigned_weights: bool  # the weight operand is unsigned (vpdpbusd); else both are signed (sdot)
+
+
+ISAS = (
+    DotISA("avx512-vnni", "avx512vnni", "llvm.x86.avx512.vpdpbusd.512", 16, True),
+    DotISA("neon-dotprod", "dotprod", "llvm.aarch64.neon.sdot.v4i32.v16i8", 4, False),
+)
 
 
 @dataclass(frozen=True)
@@ -57,29 +77,38 @@ class QGemm:
     def Mp(self) -> int:
         return -(-self.M // self.MR) * self.MR
 
-    @property
-    def NR(self) -> int:
+    def NR(self, isa: DotISA) -> int:
+        """Vectors of output channels per register tile: 4, fewer when N does not divide."""
         for nr in (4, 2, 1):
-            if self.N % (LANES * nr) == 0:
+            if self.N % (isa.lanes * nr) == 0:
                 return nr
         return 1
 
 
-def has_vnni(target) -> bool:
+def isa_for(target) -> DotISA | None:
+    """The dot-product instruction ``target`` has (a tvm.target.Target), or None."""
     from tvm.target import codegen
 
-    return str(target.kind.name) == "llvm" and bool(codegen.target_has_features("avx512vnni", target))
+    if str(target.kind.name) != "llvm":
+        return None
+    return next((i for i in ISAS if codegen.target_has_features(i.feature, target)), None)
+
+
+def has_vnni(target) -> bool:
+    isa = isa_for(target)
+    return isa is not None and isa.name == "avx512-vnni"
 
 
 def legal(p: QGemm, target) -> str | None:
-    if not has_vnni(target):
-        return "the target CPU has no AVX-512 VNNI"
+    isa = isa_for(target)
+    if isa is None:
+        return "the target CPU has no int8 dot-product instruction (AVX-512 VNNI / Arm dotprod)"
     if p.wbits not in (4, 8):
         return f"{p.wbits}-bit weights"
     if p.qmax > 127:
         return f"activation range +-{p.qmax} does not fit int8"
-    if p.N % LANES:
-        return f"N={p.N} is not a multiple of {LANES}"
+    if p.N % isa.lanes:
+        return f"N={p.N} is not a multiple of {isa.lanes}"
     if p.K % LANES or p.K % p.G or p.G % (8 if p.wbits == 4 else 4):
         return f"K={p.K}, group {p.G} do not tile by {LANES} / {8 if p.wbits == 4 else 4}"
     return None
@@ -89,22 +118,27 @@ def legal(p: QGemm, target) -> str | None:
 # weight layout (numpy, at build time)
 
 
-def pack_weights(values: np.ndarray, scales: np.ndarray, G: int, wbits: int, zero_points: np.ndarray | None = None):
+def pack_weights(values: np.ndarray, scales: np.ndarray, G: int, wbits: int, isa: DotISA,
+                 zero_points: np.ndarray | None = None):
     """Weights int [N, K] (int4: stored ``u`` in [0, 15]; int8: signed codes), scales f32 [N, K/G] and, for
-    asymmetric int4, zero points int [N, K/G] -> ``(w in the kernel's layout, ws f32 [K/G, N], z u8 [K/G, N])``."""
+    asymmetric int4, zero points int [N, K/G] -> ``(w in the kernel's layout for ``isa``, ws f32 [K/G, N],
+    z u8 [K/G, N])`` with ``w_int = u - z``."""
     N, K = values.shape
+    V = isa.lanes
     u = values.astype(np.int32)
     if wbits == 8:
-        u, z = u + 128, np.full((N, K // G), 128, np.int64)
+        offset = 128 if isa.unsigned_weights else 0
+        u, z = u + offset, np.full((N, K // G), offset, np.int64)
     else:
         z = np.full((N, K // G), 8, np.int64) if zero_points is None else zero_points.reshape(N, K // G)
-    assert u.min() >= 0 and u.max() <= (15 if wbits == 4 else 255), "weights out of range"
-    u = u.astype(np.uint8)
+    lo, hi = (0, 15) if wbits == 4 else ((0, 255) if isa.unsigned_weights else (-128, 127))
+    assert u.min() >= lo and u.max() <= hi, "weights out of range"
+    u = u.astype(np.int8 if lo < 0 else np.uint8).view(np.uint8)  # the bytes; the kernel reinterprets
     if wbits == 4:
-        v = u.reshape(N // LANES, LANES, K // 8, 2, 4).transpose(0, 2, 3, 1, 4)
-        w = (v[:, :, 0] | (v[:, :, 1] << 4)).reshape(N // LANES, K // 8, 64)
+        v = u.reshape(N // V, V, K // 8, 2, 4).transpose(0, 2, 3, 1, 4)
+        w = (v[:, :, 0] | (v[:, :, 1] << 4)).reshape(N // V, K // 8, 4 * V)
     else:
-        w = u.reshape(N // LANES, LANES, K // 4, 4).transpose(0, 2, 1, 3)
+        w = u.reshape(N // V, V, K // 4, 4).transpose(0, 2, 1, 3)
     ws = scales.reshape(N, K // G).T.astype(np.float32)
     return np.ascontiguousarray(w), np.ascontiguousarray(ws), np.ascontiguousarray(np.asarray(z).T.astype(np.uint8))
 
@@ -161,23 +195,24 @@ def build_quantize_rows(p: QGemm):
     return quantize_rows
 
 
-def build_qgemm(p: QGemm):
-    """The GEMM; ``b`` is the layer's bias (zeros when it has none)."""
+def build_qgemm(p: QGemm, isa: DotISA):
+    """The GEMM for ``isa``; ``b`` is the layer's bias (zeros when it has none)."""
     from tvm.script import tirx as T
 
-    M, K, N, G, Mp, MR, NR = p.M, p.K, p.N, p.G, p.Mp, p.MR, p.NR
-    KG, V = K // G, LANES
+    M, K, N, G, Mp, MR, V = p.M, p.K, p.N, p.G, p.Mp, p.MR, isa.lanes
+    NR, KG, B = p.NR(isa), K // G, 4 * isa.lanes  # B: bytes per vector
     NT, MT = N // (V * NR), Mp // MR
     MS = 2 if NT < 8 and MT >= 2 else 1  # split rows too when there are few column tiles
     MTS = -(-MT // MS)
-    vpdpbusd = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512")
-    w_shape = (N // V, K // 8, 64) if p.wbits == 4 else (N // V, K // 4, V, 4)
+    intrinsic = T.llvm_lookup_intrinsic_id(isa.intrinsic)
+    w_shape = (N // V, K // 8, B) if p.wbits == 4 else (N // V, K // 4, V, 4)
+    i32v, f32v, i8v, u8v = f"int32x{V}", f"float32x{V}", f"int8x{B}", f"uint8x{B}"
 
-    def q4(xq, m, k):  # 4 activation codes broadcast to all 16 lanes
-        return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", xq.vload([m, k], "int8x4")), V))
+    def q4(xq, m, k):  # 4 activation codes broadcast to all V lanes
+        return T.reinterpret(i8v, T.broadcast(T.reinterpret("int32", xq.vload([m, k], "int8x4")), V))
 
-    def dot(acc, u, q):  # acc[16] += 4-wide dots of the unsigned weight bytes u with the signed codes q
-        return T.call_llvm_pure_intrin("int32x16", vpdpbusd, acc, u, q)
+    def dot(acc, u, q):  # acc[V] += 4-wide dots of the weight bytes u with the activation codes q
+        return T.call_llvm_pure_intrin(i32v, intrinsic, acc, u, q)
 
     @T.prim_func(s_tir=True)
     def qgemm(xq: T.Buffer((Mp, K), "int8"), xs: T.Buffer((Mp,), "float32"), rs: T.Buffer((Mp, KG), "int32"),
@@ -189,8 +224,8 @@ def build_qgemm(p: QGemm):
                 nt = task // MS
                 acc = T.alloc_buffer((MR, NR * V), "int32", scope="local")
                 yf = T.alloc_buffer((MR, NR * V), "float32", scope="local")
-                lo = T.alloc_buffer((NR * 64,), "int8", scope="local")
-                hi = T.alloc_buffer((NR * 64,), "int8", scope="local")
+                lo = T.alloc_buffer((NR * B,), "int8", scope="local")
+                hi = T.alloc_buffer((NR * B,), "int8", scope="local")
                 for mi in range(MTS):
                     mt = (task % MS) * MTS + mi
                     if mt < MT:
@@ -204,18 +239,18 @@ def build_qgemm(p: QGemm):
                             if p.wbits == 4:
                                 for k8 in range(G // 8):
                                     for v in T.unroll(NR):
-                                        packed = w[nt * NR + v, g * (G // 8) + k8, T.ramp(0, 1, 64)]
-                                        lo[T.ramp(v * 64, 1, 64)] = T.reinterpret(
-                                            "int8x64", T.bitwise_and(packed, T.broadcast(T.uint8(15), 64)))
-                                        hi[T.ramp(v * 64, 1, 64)] = T.reinterpret(
-                                            "int8x64", T.shift_right(packed, T.broadcast(T.uint8(4), 64)))
+                                        packed = w[nt * NR + v, g * (G // 8) + k8, T.ramp(0, 1, B)]
+                                        lo[T.ramp(v * B, 1, B)] = T.reinterpret(
+                                            i8v, T.bitwise_and(packed, T.broadcast(T.uint8(15), B)))
+                                        hi[T.ramp(v * B, 1, B)] = T.reinterpret(
+                                            i8v, T.shift_right(packed, T.broadcast(T.uint8(4), B)))
                                     for r in T.unroll(MR):
                                         for v in T.unroll(NR):
                                             acc[r, T.ramp(v * V, 1, V)] = dot(
-                                                acc[r, T.ramp(v * V, 1, V)], lo[T.ramp(v * 64, 1, 64)],
+                                                acc[r, T.ramp(v * V, 1, V)], lo[T.ramp(v * B, 1, B)],
                                                 q4(xq, mt * MR + r, g * G + k8 * 8))
                                             acc[r, T.ramp(v * V, 1, V)] = dot(
-                                                acc[r, T.ramp(v * V, 1, V)], hi[T.ramp(v * 64, 1, 64)],
+                                                acc[r, T.ramp(v * V, 1, V)], hi[T.ramp(v * B, 1, B)],
                                                 q4(xq, mt * MR + r, g * G + k8 * 8 + 4))
                             else:
                                 for k4 in range(G // 4):
@@ -223,15 +258,15 @@ def build_qgemm(p: QGemm):
                                         for v in T.unroll(NR):
                                             acc[r, T.ramp(v * V, 1, V)] = dot(
                                                 acc[r, T.ramp(v * V, 1, V)],
-                                                T.reinterpret("int8x64", w.vload(
-                                                    [nt * NR + v, g * (G // 4) + k4, 0, 0], "uint8x64")),
+                                                T.reinterpret(i8v, w.vload(
+                                                    [nt * NR + v, g * (G // 4) + k4, 0, 0], u8v)),
                                                 q4(xq, mt * MR + r, g * G + k4 * 4))
                             for r in T.unroll(MR):
                                 for v in T.unroll(NR):
                                     yf[r, T.ramp(v * V, 1, V)] = yf[r, T.ramp(v * V, 1, V)] + ws[
                                         g, T.ramp((nt * NR + v) * V, 1, V)] * T.Cast(
-                                        "float32x16", acc[r, T.ramp(v * V, 1, V)]
-                                        - T.Cast("int32x16", z[g, T.ramp((nt * NR + v) * V, 1, V)])
+                                        f32v, acc[r, T.ramp(v * V, 1, V)]
+                                        - T.Cast(i32v, z[g, T.ramp((nt * NR + v) * V, 1, V)])
                                         * T.broadcast(rs[mt * MR + r, g], V))
                         for r in T.unroll(MR):
                             if mt * MR + r < M:

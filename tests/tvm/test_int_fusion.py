@@ -2,7 +2,8 @@
 
 One graph holds the cases side by side: per-token fake-quant (A8 and A4) feeding int4 MatMulNBits
 (symmetric, asymmetric with zero points, groups 32..128, bias as input 5 or as a following Add) and int8
-DequantizeLinear weights (``[K, N]`` per column, and ``Transpose`` of ``[N, K]`` per row), 2-D and 3-D inputs
+DequantizeLinear weights (``[K, N]`` per column, ``Transpose`` of ``[N, K]`` per row, and onnxruntime's folded
+``Reshape -> Gemm`` / ``Gemm(transB=1)`` forms), 2-D and 3-D inputs
 with row counts that are not a multiple of the row tile, and one quantized tensor shared by two layers
 (one QuantizeRows). onnxruntime runs the float fake-quant graph; the integer kernels must agree to float
 rounding (the integer part is exact). Layers the kernel cannot take (N not a multiple of 16, LogNP-style
@@ -127,6 +128,22 @@ def _graph() -> tuple[Graph, dict[str, str]]:
     y = g.matmul_nbits(g.fake_quant(x3, "fq4", 7), "a4", 256, 32, 128, True, False)
     g.output(y, (2, 9, 32))
     expect[y] = "a4_mm"
+    # onnxruntime's folded forms: Reshape -> Gemm(W [K, N], bias) and Gemm(transB=1) on a 2-D input
+    x5 = g.input("x5", (1, 7, 128))
+    flat = g.node("Reshape", [g.fake_quant(x5, "fq5", 127), g.init("shape5", np.array([7, 128]))], "r5")
+    codes = g.rng.integers(-127, 128, (32, 128)).astype(np.int8)
+    dq = g.node("DequantizeLinear", [g.init("g5_W", np.ascontiguousarray(codes.T)),
+                                     g.init("g5_s", (g.rng.random(32) * 0.002).astype(np.float32))], "g5_dq", axis=1)
+    y = g.node("Gemm", [flat, dq, g.init("g5_b", g.rng.standard_normal(32).astype(np.float32))], "g5_mm")
+    g.output(y, (7, 32))
+    expect[y] = "r5"
+    codes = g.rng.integers(-127, 128, (48, 64)).astype(np.int8)
+    dq = g.node("DequantizeLinear", [g.init("g6_W", codes),
+                                     g.init("g6_s", (g.rng.random(48) * 0.002).astype(np.float32))], "g6_dq", axis=0)
+    y = g.node("Gemm", [g.fake_quant(g.input("x6", (6, 64)), "fq6", 127), dq,
+                        g.init("g6_b", g.rng.standard_normal(48).astype(np.float32))], "g6_mm", transB=1)
+    g.output(y, (6, 48))
+    expect[y] = "g6_mm"
     # N = 10 (not a multiple of 16): float path
     y = g.matmul_nbits(g.fake_quant(g.input("x4", (3, 64)), "fqn", 127), "n10", 64, 10, 32, False, False)
     g.output(y, (3, 10))
@@ -140,9 +157,9 @@ def test_fusion_finds_every_legal_layer_and_says_why_not_the_rest():
     assert sorted(report.layers) == sorted(v for v in expect.values() if v)
     assert list(report.skipped) == ["n10_mm"] and "N=10" in report.skipped["n10_mm"]
     ops = [n.op_type for n in fused.graph.node]
-    # one per (tensor, group size): fq8 feeds groups 64 and 32, fq2 two int8 layers (G = K = 256), fq4
-    assert ops.count(int_fusion.QUANTIZE_ROWS) == 4
-    assert ops.count(int_fusion.QGEMM) == 5
+    # one per (tensor, group size): fq8 feeds groups 64 and 32, fq2 two int8 layers (G = K = 256), fq4-6
+    assert ops.count(int_fusion.QUANTIZE_ROWS) == 6
+    assert ops.count(int_fusion.QGEMM) == 7
     assert "Round" in ops  # the unfused layer keeps its fake-quant chain; the fused chains are gone
     assert ops.count("Round") == 1
 
@@ -155,7 +172,7 @@ def test_integer_kernels_match_onnxruntime():
     mod, params, report = frontend.to_relax(model, specs, TARGET.tvm_target())
     compiled = compile_relax(mod, params, TARGET, use_database=False, threads=2)
     kernels = {f: r for f, r in compiled.schedules.items() if r.startswith("kernel:")}
-    assert sorted(set(kernels.values())) == ["kernel:qgemm_vnni", "kernel:quantize_rows"]
+    assert sorted(set(kernels.values())) == ["kernel:qgemm", "kernel:quantize_rows"]
     assert "none" not in compiled.schedules.values()
     got = VMRunner(compiled.executable, compiled.params, specs)(g.feeds)
     for out, a, b in zip(g.outputs, got, want, strict=True):

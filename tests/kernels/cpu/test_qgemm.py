@@ -16,7 +16,7 @@ from edgecomp._kernels.cpu import qgemm as Q  # noqa: E402
 from edgecomp.targets import load_target  # noqa: E402
 
 TARGET = load_target("x86").tvm_target(threads=2)
-pytestmark = pytest.mark.skipif(not Q.has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
+needs_vnni = pytest.mark.skipif(not Q.has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
 
 CASES = [  # M, K, N, G, wbits, qmax, asymmetric
     (5, 64, 16, 32, 4, 127, False),
@@ -28,7 +28,8 @@ CASES = [  # M, K, N, G, wbits, qmax, asymmetric
 
 
 def _run(p: Q.QGemm, x, values, scales, zero_points, bias):
-    lib = tvm.compile(tvm.IRModule({"quantize_rows": Q.build_quantize_rows(p), "qgemm": Q.build_qgemm(p)}),
+    isa = Q.isa_for(TARGET)
+    lib = tvm.compile(tvm.IRModule({"quantize_rows": Q.build_quantize_rows(p), "qgemm": Q.build_qgemm(p, isa)}),
                       target=TARGET)
     dev = tvm.cpu()
     t = lambda a: tvm.runtime.tensor(np.ascontiguousarray(a), dev)  # noqa: E731
@@ -36,11 +37,12 @@ def _run(p: Q.QGemm, x, values, scales, zero_points, bias):
     xs, rs = t(np.zeros(p.Mp, np.float32)), t(np.zeros((p.Mp, p.K // p.G), np.int32))
     y = t(np.zeros((p.M, p.N), np.float32))
     lib["quantize_rows"](t(x), xq, xs, rs)
-    w, ws, z = Q.pack_weights(values, scales, p.G, p.wbits, zero_points)
+    w, ws, z = Q.pack_weights(values, scales, p.G, p.wbits, isa, zero_points)
     lib["qgemm"](xq, xs, rs, t(w), t(ws), t(z), t(bias), y)
     return xq.numpy(), xs.numpy(), rs.numpy(), y.numpy()
 
 
+@needs_vnni
 @pytest.mark.parametrize("M,K,N,G,wbits,qmax,asym", CASES)
 def test_quantize_rows_and_integer_gemm_are_exact(M, K, N, G, wbits, qmax, asym):
     rng = np.random.default_rng(M * K + N)
@@ -71,6 +73,7 @@ def test_quantize_rows_and_integer_gemm_are_exact(M, K, N, G, wbits, qmax, asym)
     np.testing.assert_array_equal(y, s[:, None] * dots.astype(np.float32))
 
 
+@needs_vnni
 def test_scaled_gemm_matches_float64_reference():
     rng = np.random.default_rng(1)
     p = Q.QGemm(37, 256, 64, 64, 4, 127)
@@ -85,8 +88,23 @@ def test_scaled_gemm_matches_float64_reference():
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
+@needs_vnni
 def test_legality_names_the_reason():
     assert "N=10" in Q.legal(Q.QGemm(4, 64, 10, 64, 4, 127), TARGET)
     assert "K=" in Q.legal(Q.QGemm(4, 60, 16, 60, 4, 127), TARGET)
+    plain_arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
+    assert "dot-product" in Q.legal(Q.QGemm(4, 64, 16, 64, 4, 127), plain_arm)
     arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]})
-    assert "VNNI" in Q.legal(Q.QGemm(4, 64, 16, 64, 4, 127), arm)
+    assert Q.isa_for(arm).name == "neon-dotprod" and Q.legal(Q.QGemm(4, 64, 4, 64, 4, 127), arm) is None
+
+
+@pytest.mark.parametrize("wbits", [4, 8])
+def test_aarch64_build_uses_sdot(wbits):
+    """Cross-compiles for aarch64 (+dotprod) and checks the inner product is the sdot instruction. Its
+    numerics run under qemu in the arm64 artifact tests."""
+    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]})
+    p = Q.QGemm(13, 192, 64, 64 if wbits == 4 else 192, wbits, 127)
+    ex = tvm.compile(tvm.IRModule({"qgemm": Q.build_qgemm(p, Q.isa_for(arm))}), target=arm)
+    asm = ex.mod.inspect_source("asm")
+    # MR x NR = 4 x 4 vector accumulators per step: 2 sdot each per 8 inputs (int4), 1 per 4 (int8)
+    assert asm.count("sdot") >= 16
