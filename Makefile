@@ -8,14 +8,14 @@ STAMPS := .stamps
 DEMO_MODEL ?= vit-fmnist
 export TVM_NUM_THREADS ?= 2
 
-.PHONY: demo test venv data lint clean results
+.PHONY: demo test venv data cross lint clean results
 
 demo: $(STAMPS)/zoo $(STAMPS)/data
 	$(PY) -m edgecomp build $(DEMO_MODEL) --target x86 -o out/$(DEMO_MODEL)
 	$(PY) -m edgecomp bench out/$(DEMO_MODEL) --compare onnxruntime,torch --json out/$(DEMO_MODEL)-bench.json
 	$(PY) -m edgecomp eval out/$(DEMO_MODEL) --json out/$(DEMO_MODEL)-eval.json
 
-test: $(STAMPS)/zoo $(STAMPS)/data $(STAMPS)/dev
+test: $(STAMPS)/zoo $(STAMPS)/data $(STAMPS)/dev $(STAMPS)/cross
 	$(PY) -m pytest -q tests
 
 lint: $(STAMPS)/dev
@@ -57,6 +57,17 @@ $(STAMPS)/data:
 	@mkdir -p $(STAMPS) && touch $@
 
 data: $(STAMPS)/data
+
+# arm64 builds: the aarch64 cross compiler (and its libc/libstdc++ under /usr/aarch64-linux-gnu) and
+# qemu-user, which runs arm64 artifacts here. The aarch64 TVM runtime comes from PyPI on first use.
+$(STAMPS)/cross:
+	@if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
+		(apt-get update -qq || sudo apt-get update -qq) && \
+		(apt-get install -y -qq g++-aarch64-linux-gnu qemu-user || \
+		sudo apt-get install -y -qq g++-aarch64-linux-gnu qemu-user); fi
+	@mkdir -p $(STAMPS) && touch $@
+
+cross: $(STAMPS)/cross
 
 results: $(STAMPS)/zoo $(STAMPS)/data
 	$(PY) bench/zoo_results.py

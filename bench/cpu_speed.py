@@ -66,9 +66,9 @@ def table() -> str:
             p50 = {k: r[k]["p50_ms"] for k in r}
             best = min(p50[k] for k in ("onnxruntime", "onnxruntime-best") if k in p50)
             fused = (d.get("int_kernels") or {}).get("fused", 0)
-            cell = lambda k: f"{p50[k]:.2f}" if k in p50 else "–"  # noqa: E731
-            rows.append(f"| {model} | {scheme.upper() if scheme != 'fp32' else 'fp32'} | {cell('edgecomp')} | "
-                        f"{cell('onnxruntime')} | {cell('onnxruntime-best')} | {cell('torch')} | "
+            cells = {k: f"{p50[k]:.2f}" if k in p50 else "–" for k in ("edgecomp", *ENGINES)}
+            rows.append(f"| {model} | {scheme.upper() if scheme != 'fp32' else 'fp32'} | {cells['edgecomp']} | "
+                        f"{cells['onnxruntime']} | {cells['onnxruntime-best']} | {cells['torch']} | "
                         f"{p50['edgecomp'] / best:.2f}x | {fused} |")
     prov = ""
     if files:

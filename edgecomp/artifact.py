@@ -6,12 +6,17 @@ Layout::
     OUT/report.json       per stage: what it did, errors vs references, schedules per function
     OUT/timings.json      wall-clock seconds per stage (the one file not hashed: it varies run to run)
     OUT/model.onnx        the folded ONNX graph that was compiled (and that onnxruntime benchmarks)
-    OUT/model.so          the compiled library (Relax VM executable + kernels)
+    OUT/model.so          the compiled library (Relax VM executable + kernels), for the target's architecture
     OUT/params.bin        weights, apart from the code (tvm.runtime.save_param_dict, p0..pN)
     OUT/example_inputs/   one calibration feed, one .npy per input (defaults for run / bench)
 
 Everything is written into a temporary sibling directory which is renamed to OUT at the end, so a
 failed or interrupted build leaves nothing behind, and an existing artifact is only replaced whole.
+
+For a cross target (``manifest["target"]["runner"] == "qemu"``, e.g. arm64) model.so is linked with the
+target's cross compiler; it cannot be loaded into this process, so ``load_runner`` runs it under the
+emulator instead (``edgecomp.runtime.qemu``). params.bin is the same file either way: the C++ host reads
+it with the runtime's own ``runtime.LoadParamsFromFile``.
 """
 
 from __future__ import annotations
@@ -87,17 +92,29 @@ def toolchain() -> dict:
     return versions
 
 
+def export_model(compiled, target, directory: Path) -> tuple[Path, Path]:
+    """Write ``directory/model.so`` (linked for ``target``: its cross compiler, if it has one) and
+    ``directory/params.bin``; return both paths."""
+    import tvm
+
+    from edgecomp.runtime import cross
+
+    so, params = Path(directory) / "model.so", Path(directory) / "params.bin"
+    link = cross.fcompile(target)
+    compiled.executable.export_library(str(so), **({"fcompile": link} if link is not None else {}))
+    tvm.runtime.save_param_dict_to_file({f"p{i}": tvm.runtime.tensor(p) for i, p in enumerate(compiled.params)},
+                                        str(params))
+    return so, params
+
+
 def write(model, cfg, target, out: Path, timings: dict) -> Path:
     """Write the compiled ``model`` (form "compiled") as an artifact at ``out``."""
     import onnx
-    import tvm
 
     compiled = model.payload
     with atomic_dir(out) as tmp:
         onnx.save(compiled.onnx, str(tmp / "model.onnx"))
-        compiled.executable.export_library(str(tmp / "model.so"))
-        tvm.runtime.save_param_dict_to_file({f"p{i}": tvm.runtime.tensor(p) for i, p in enumerate(compiled.params)},
-                                            str(tmp / "params.bin"))
+        export_model(compiled, target, tmp)
         (tmp / "example_inputs").mkdir()
         for spec in model.inputs:
             np.save(tmp / "example_inputs" / f"{spec.name}.npy", model.calibration[0][spec.name])
@@ -172,11 +189,27 @@ class Artifact:
     def report(self) -> dict:
         return json.loads((self.path / "report.json").read_text())
 
+    @property
+    def runner(self) -> str:
+        """How this machine runs the artifact: "local" (in-process) or "qemu" (emulated cross target)."""
+        return self.manifest["target"].get("runner", "local")
+
     def load_runner(self):
+        """A runner for model.so: ``runner(feeds) -> list[np.ndarray]`` (``VMRunner`` or ``QemuRunner``)."""
         import tvm
 
         from edgecomp.runtime.vm import VMRunner
 
+        if self.runner == "qemu":
+            from edgecomp.runtime.qemu import QemuRunner
+            from edgecomp.targets import Cross
+
+            target = self.manifest["target"]
+            return QemuRunner(self.path / "model.so", self.path / "params.bin", self.inputs,
+                              Cross(**target["cross"]), target["arch"])
+        if self.runner != "local":
+            raise ArtifactError(f"{self.path} is for runner {self.runner!r}, which this edgecomp cannot run",
+                                hint="run it on its device")
         lib = tvm.runtime.load_module(str(self.path / "model.so"))
         params_map = tvm.runtime.load_param_dict_from_file(str(self.path / "params.bin"))
         params = [params_map[f"p{i}"].numpy() for i in range(self.manifest["params"])]

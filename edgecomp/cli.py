@@ -49,12 +49,13 @@ def cli(debug: bool) -> None:
 @click.option("--prune-method", help="newton | upop | magnitude | flap")
 @click.option("--merge-r", type=int, help="Tokens merged per layer.")
 @click.option("--merge-method", help="tome | crossget | random | pool")
+@click.option("--merge-schedule", help="Per-layer merge schedule: 8, 8@-1 (r, inflect) or 16,12,8.")
 @click.option("--quant", help="none | w4a16 | w8a8 | w4a8 | w4a4")
 @click.option("--quant-method", help="quartdepth | gptq | rtn")
 @click.option("--group-size", type=int, help="int4 weight group size: 32 | 64 | 128 (default: auto).")
 @click.option("--calib", type=int, help="Number of calibration samples (default 32).")
-def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, merge_method, quant, quant_method,
-          group_size, calib):
+def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, merge_method, merge_schedule, quant,
+          quant_method, group_size, calib):
     """Compile MODEL (zoo name, .onnx file or model directory) for TARGET into OUT."""
     from edgecomp import api
     from edgecomp.config import BuildConfig
@@ -63,6 +64,7 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
     tgt = load_target(target)  # fail fast on a bad target, before loading any model
     cfg = BuildConfig.from_toml(recipe) if recipe else BuildConfig()
     flags = {"prune.ratio": prune, "prune.method": prune_method, "merge.r": merge_r, "merge.method": merge_method,
+             "merge.schedule": merge_schedule,
              "quantize.scheme": quant, "quantize.method": quant_method, "quantize.group_size": group_size,
              "calib_samples": calib}
     sets = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in flags.items() if v is not None]
@@ -78,6 +80,9 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
             detail = f"rel L2 err {st['rel_l2_err']:.2g} (fake-quant reference)"
         if "compression" in st:
             detail = f"{st['layers_quantized']} layers, weights {st['compression']}x smaller"
+        if "tokens_per_layer" in st:
+            detail = (f"{st['method']}: tokens {st['tokens_in']} -> {st['tokens_per_layer'][-1]} "
+                      f"(merging {100 * st.get('merge_share_eager', 0):.1f} % of eager forward time)")
         console.print(f"  {st['stage']:<9} {st['status']:<8} {timings.get(st['stage'], 0):6.1f} s  {detail}")
     console.print(f"wrote {path} ({timings['total']:.1f} s)")
 
@@ -126,11 +131,18 @@ def bench(artifact, compare, device, threads, rounds, per_round, warmup, json_ou
     from rich.table import Table
 
     from edgecomp import api
+    from edgecomp.artifact import Artifact
     from edgecomp.bench.measure import BenchPolicy
     from edgecomp.errors import ConfigError
 
     if device != "local":
         raise ConfigError(f"device {device!r} is not supported yet", hint="use --device local")
+    art = Artifact.open(artifact, verify=False)  # api.bench verifies it
+    if art.runner != "local":  # an emulated cross target: its timings would be the emulator's
+        from edgecomp.runtime.qemu import no_timings
+
+        target = art.manifest["target"]
+        raise no_timings(target["arch"], target["cross"]["emulator"])
     policy = BenchPolicy(threads=threads, warmup=warmup, rounds=rounds, per_round=per_round)
     engines = tuple(e.strip() for e in compare.split(",") if e.strip())
     console = _console()

@@ -2,17 +2,34 @@
 
 ``load_target(name)`` finds ``targets/<name>.toml`` (or an alias) and returns a frozen ``Target``.
 ``Target.tvm_target()`` builds the TVM target, resolving ``mcpu = "host"`` to the build machine's CPU.
+A target whose code does not run on the build machine has a ``[cross]`` table (``Cross``): the cross
+compiler, the emulator and where the target's TVM runtime comes from; ``runner = "qemu"`` requires it.
 """
 
 from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecomp.errors import ConfigError, UnknownTargetError
 from edgecomp.resources import data_dir
+
+
+@dataclass(frozen=True)
+class Cross:
+    """How the build machine builds and runs code for another architecture (a target's ``[cross]`` table)."""
+
+    cc: str  # C++ cross compiler: links model.so and the C++ host program
+    cc_package: str  # Debian package providing cc (named in the error when cc is missing)
+    emulator: str  # user-mode emulator the qemu runner executes the host program with
+    emulator_package: str  # Debian package providing it
+    sysroot: str  # the target's libc/libstdc++ root, passed to the emulator as -L
+    wheel_platform: str  # pip --platform tag of the target's apache-tvm / apache-tvm-ffi wheels (runtime .so)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,7 @@ class Target:
     tuning_database: str = ""  # kernels/<path> holding MetaSchedule records, "" = none
     capabilities: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    cross: Cross | None = None  # set when the build machine cannot run the code natively
     path: str = ""
 
     def supports(self, capability: str) -> bool:
@@ -47,8 +65,11 @@ class Target:
         return tvm.target.Target(spec)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "arch": self.arch, "tvm": self.resolved_tvm(),
-                "capabilities": list(self.capabilities)}
+        d = {"name": self.name, "arch": self.arch, "runner": self.runner, "tvm": self.resolved_tvm(),
+             "capabilities": list(self.capabilities)}
+        if self.cross is not None:
+            d["cross"] = self.cross.to_dict()
+        return d
 
 
 @functools.cache
@@ -75,12 +96,23 @@ def load_target(name: str) -> Target:
     raise UnknownTargetError(f"unknown target {name!r}", hint=f"known targets: {names} (see `edgecomp targets`)")
 
 
+RUNNERS = ("local", "qemu")  # runners this version implements (rpc / sim: not yet)
+
+
 def _parse(path: Path) -> Target:
     try:
         d = tomllib.loads(path.read_text())
-        return Target(name=d["name"], description=d["description"], arch=d["arch"], runner=d["runner"],
-                      schedule=d["schedule"], tvm=dict(d["tvm"]), tuning_database=d.get("tuning_database", ""),
-                      capabilities=tuple(d.get("capabilities", ())), aliases=tuple(d.get("aliases", ())),
-                      path=str(path))
+        cross = Cross(**d["cross"]) if "cross" in d else None
+        t = Target(name=d["name"], description=d["description"], arch=d["arch"], runner=d["runner"],
+                   schedule=d["schedule"], tvm=dict(d["tvm"]), tuning_database=d.get("tuning_database", ""),
+                   capabilities=tuple(d.get("capabilities", ())), aliases=tuple(d.get("aliases", ())),
+                   cross=cross, path=str(path))
     except (KeyError, TypeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"target file {path} is invalid: {e}", hint="see targets/README.md for the fields") from None
+    if t.runner not in RUNNERS:
+        raise ConfigError(f"target file {path}: runner {t.runner!r} is not one of {', '.join(RUNNERS)}",
+                          hint="local runs in-process; qemu needs a [cross] table")
+    if t.runner == "qemu" and t.cross is None:
+        raise ConfigError(f"target file {path}: runner 'qemu' needs a [cross] table",
+                          hint="give cc, cc_package, emulator, emulator_package, sysroot and wheel_platform")
+    return t
