@@ -41,8 +41,10 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class MergeConfig:
-    r: int = 0  # tokens merged per layer; 0 = stage skipped
+    r: int = 0  # tokens merged per layer (constant schedule); 0 and no schedule = stage skipped
     method: str = "tome"  # tome | crossget | random | pool
+    schedule: str = ""  # overrides r: "8", "8@-1" (r, inflect) or "16,12,8" (per layer); see merge.schedule
+    seed: int = 0  # the random baseline's choice of tokens
 
     def __post_init__(self):
         _check(self.r >= 0, f"merge.r must be >= 0, got {self.r}", "e.g. --merge-r 8")
@@ -50,7 +52,11 @@ class MergeConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.r > 0
+        return self.r > 0 or bool(self.schedule.strip())
+
+    @property
+    def spec(self) -> str:
+        return self.schedule.strip() or str(self.r)
 
 
 @dataclass(frozen=True)

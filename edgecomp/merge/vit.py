@@ -1,0 +1,78 @@
+"""Token merging inside edgecomp's ViT (``edgecomp.zoo.vit.ViT``: vit-fmnist, vit-s16).
+
+``MergingViT`` shares the ViT's modules and changes only its forward pass: in every block with ``r > 0``
+the tokens are merged **between attention and MLP** (ToMe's placement), attention adds ``log s`` to its
+logits once sizes differ from 1 (proportional attention), and the class token (index 0) is protected, so
+the head still reads ``x[:, 0]``. Metrics come from the block's own attention: keys averaged over heads
+(ToMe) or full-width keys with the class token's query as the guide (complete graph; our single-modality
+stand-in for CrossGET's learned cross token). ``return_sources=True`` also returns the source map, for
+``matching.unmerge`` (dense heads reading intermediate layers).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor, nn
+
+from edgecomp.merge import matching
+
+
+class MergingViT(nn.Module):
+    def __init__(self, vit: nn.Module, schedule: tuple[int, ...], method: str, seed: int = 0):
+        super().__init__()
+        self.vit, self.schedule, self.method = vit, tuple(schedule), method
+        self.seed = seed
+        self.merge_seconds = 0.0  # wall time spent planning + merging in eager forwards, for the report
+
+    def _attention(self, attn, x: Tensor, log_size: Tensor | None):
+        """Multi-head attention with an optional ``log s`` key bias; also returns k [B, H, N, D] and the
+        class token's query [B, C]."""
+        B, N, _ = x.shape
+        H, D = attn.heads, attn.head_dim
+        q = attn.q(x).reshape(B, N, H, D).transpose(1, 2)
+        k = attn.k(x).reshape(B, N, H, D).transpose(1, 2)
+        v = attn.v(x).reshape(B, N, H, D).transpose(1, 2)
+        logits = (q * D**-0.5) @ k.transpose(-2, -1)
+        if log_size is not None:
+            logits = logits + log_size
+        out = attn.o((torch.softmax(logits, dim=-1) @ v).transpose(1, 2).reshape(B, N, H * D))
+        return out, k, q[:, :, 0].reshape(B, H * D)
+
+    def forward(self, pixels: Tensor, return_sources: bool = False):
+        vit = self.vit
+        x = vit.patch_embed(pixels).flatten(2).transpose(1, 2)
+        x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + vit.pos_embed
+        size = torch.ones(x.shape[0], x.shape[1], 1)
+        sources = torch.arange(x.shape[1]).expand(x.shape[0], x.shape[1])
+        merged = False
+        for layer, (blk, r) in enumerate(zip(vit.blocks, self.schedule, strict=True)):
+            log_size = size.log().transpose(1, 2).unsqueeze(1) if merged else None  # [B, 1, 1, N]
+            a, k, q_cls = self._attention(blk.attn, blk.norm1(x), log_size)
+            x = x + a
+            if r:
+                t0 = time.perf_counter()
+                plan = PLANNERS[self.method](self, layer, r, k, q_cls)
+                x, size = matching.merge_wavg(plan, x, size)
+                if return_sources:
+                    sources = matching.track_sources(plan, sources)
+                self.merge_seconds += time.perf_counter() - t0
+                merged = True
+            x = x + blk.mlp(blk.norm2(x))
+        logits = vit.head(vit.norm(x)[:, 0])
+        return (logits, x, sources) if return_sources else logits
+
+
+def _full_keys(k: Tensor) -> Tensor:
+    B, H, N, D = k.shape
+    return k.transpose(1, 2).reshape(B, N, H * D)
+
+
+# method -> (model, layer, r, keys [B, H, N, D], class query [B, C]) -> MergePlan
+PLANNERS = {
+    "tome": lambda m, layer, r, k, q: matching.bipartite_plan(k.mean(1), r),
+    "crossget": lambda m, layer, r, k, q: matching.complete_graph_plan(_full_keys(k), q, r),
+    "random": lambda m, layer, r, k, q: matching.random_plan(k.shape[0], k.shape[2], r, m.seed * 1000 + layer),
+    "pool": lambda m, layer, r, k, q: matching.pool_plan(k.shape[0], k.shape[2], r),
+}
