@@ -2,7 +2,9 @@
 
 Each engine runs in its own worker process with the same thread count (two runtimes' thread pools
 in one process slow each other by up to 3x on small machines). After a warm-up, rounds alternate
-between engines (rotating which goes first) so machine drift hits all of them alike.
+between engines (rotating which goes first) so machine drift hits all of them alike. Both runtimes' pool
+threads keep spinning for a while after a call, so each engine's turn starts after a short pause: without
+it, on 2 cores, onnxruntime measured 30-90 ms on a model it runs in 30 ms alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +29,7 @@ class BenchPolicy:
     warmup: int = 5  # untimed calls per engine before the first round
     rounds: int = 10  # interleaved rounds
     per_round: int = 5  # timed calls per engine per round
+    settle_s: float = 0.2  # pause before each engine's turn: the previous engine's pool threads stop spinning
 
 
 def summarize(ms: list[float]) -> dict:
@@ -82,6 +86,7 @@ def measure(art_path: str, engines: list[str], policy: BenchPolicy,
         for r in range(policy.rounds):
             order = workers[r % len(workers):] + workers[: r % len(workers)]
             for w in order:
+                time.sleep(policy.settle_s)  # ORT and TVM workers spin after a call; do not time against that
                 times[w.engine] += w.time(policy.per_round)
             if progress:
                 progress("timing", r + 1, policy.rounds)
@@ -100,6 +105,7 @@ def provenance(policy: BenchPolicy) -> dict:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": policy.threads, "warmup": policy.warmup,
-            "rounds": policy.rounds, "per_round": policy.per_round, "python": platform.python_version(),
+            "rounds": policy.rounds, "per_round": policy.per_round, "settle_s": policy.settle_s,
+            "python": platform.python_version(),
             "loadavg_start": [round(x, 2) for x in load] if load else None, "interleaved": True,
             "process_per_engine": True}

@@ -831,8 +831,14 @@ class RowReduction(ScheduleRule):
         return ko
 
 
+# Below this many loop iterations an injective function runs on one thread: waking the pool and joining it
+# costs more than the work (token merging's gathers and index arithmetic are a few hundred elements each).
+PARALLEL_MIN_WORK = 16384
+
+
 class Injective(ScheduleRule):
-    """Fallback for anything left: inline intermediates, parallelise outer loops, vectorise inner."""
+    """Fallback for anything left: inline intermediates, parallelise outer loops (when there is enough work),
+    vectorise inner."""
 
     @staticmethod
     def _tile_transpose(sch: s_tir.Schedule, blk, lanes: int, tile: int = 16) -> bool:
@@ -870,7 +876,9 @@ class Injective(ScheduleRule):
         wo, wi = sch.split(loops[wpos], [None, tile])
         others = [lp for d, lp in enumerate(loops) if d not in (rpos, wpos)]
         sch.reorder(*others, ro, wo, ri, wi)
-        sch.parallel(sch.fuse(*others, ro))
+        outer = sch.fuse(*others, ro)
+        if math.prod(exts) >= PARALLEL_MIN_WORK:
+            sch.parallel(outer)
         sch.reorder(wi, ri)
         sch.unroll(wi)
         sch.vectorize(ri)  # contiguous loads, one tile column of stores per lane
@@ -901,7 +909,8 @@ class Injective(ScheduleRule):
                     break
                 n_spatial += 1
             lead = spatial[: max(1, min(n_spatial, len(spatial) - 1))] if n_spatial else []
-            if lead:
+            exts = [_extent(sch, lp) for lp in loops]
+            if lead and (None in exts or math.prod(exts) >= PARALLEL_MIN_WORK):
                 sch.parallel(sch.fuse(*lead) if len(lead) > 1 else lead[0])
             if not _is_reduction(sch, blk) and len(loops) > len(lead):
                 inner = sch.get_loops(blk)[-1]
