@@ -88,12 +88,18 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    failed = []
     if not args.table_only:
         for model in args.models.split(","):
             for scheme in args.schemes.split(","):
-                run(model.strip(), scheme.strip(), args.build_dir, args.rounds, args.skip_done)
+                try:
+                    run(model.strip(), scheme.strip(), args.build_dir, args.rounds, args.skip_done)
+                except subprocess.CalledProcessError:  # the CLI printed why; keep going, list it at the end
+                    failed.append(f"{model}-{scheme}")
     if not replace_section(BEGIN, END, table()):
         raise SystemExit(f"README.md has no {BEGIN} ... {END} section")
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

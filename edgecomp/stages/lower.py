@@ -34,7 +34,7 @@ def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
     mod, params, fused = frontend.to_relax(model.payload, model.inputs, target.tvm_target(), cfg.kernels)
     compiled = compile_relax(mod, params, target, use_database=cfg.tuning == "database")
     compiled.onnx = model.payload
-    tolerance = cfg.tolerance or model.export_tolerance  # relative L2 for quantized models (quantize stage)
+    tolerance = cfg.tolerance or _tolerance(model)
     sess = onnx_tools.session(model.payload)
     feeds = model.calibration[: cfg.check_samples]
     check = onnx_tools.check_error(_run_compiled(compiled, target, model.inputs, feeds),
@@ -61,6 +61,20 @@ def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
         metric: float(f"{err:.3g}"), "worst_feed_err": float(f"{check['worst']:.3g}"), "tolerance": tolerance,
     }
     return model.with_report(StageReport(NAME, "done", summary), form="compiled", payload=compiled)
+
+
+# A quantized graph rounds at run time, so in a deep model one last-ulp difference flips a rounding and the
+# flips cascade: two correct runtimes end up about as far apart as two independent draws of the model's
+# quantization noise, sqrt(2) x the noise against fp32 (SmolLM2 W8A8 with the integer kernels: 0.0875 from
+# onnxruntime at noise 0.0797). A wrong kernel or graph lands at about 1 (the signal itself).
+QUANT_DIVERGENCE = 1.5
+
+
+def _tolerance(model: Model) -> float:
+    """Relative L2 bound for quantized models (the quantize stage's noise, widened as above); max abs else."""
+    if model.quantized:
+        return float(f"{QUANT_DIVERGENCE * model.export_tolerance:.3g}")
+    return model.export_tolerance
 
 
 def _run_compiled(compiled, target: Target, inputs, feeds) -> list:

@@ -1,0 +1,104 @@
+"""Token-merging results: quality and batch-1 latency of built artifacts vs schedule and method (x86).
+
+    python bench/merge_results.py                                  # the committed grid
+    python bench/merge_results.py --models vit-fmnist --methods tome,crossget --schedules 4,8@-1
+    python bench/merge_results.py --table-only                     # README table from the JSON
+
+Each run is the CLI itself: ``edgecomp build MODEL --merge-method M --merge-schedule S``, then ``edgecomp eval``
+(models with a quality metric) and ``edgecomp bench --compare onnxruntime``; one JSON per run in
+bench/results/merge/. Schedule "0" is the unmerged build, timed the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from readme_section import replace_section
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "merge"
+GRID = {  # model -> schedules; vit-s16 has random weights: latency only
+    "vit-fmnist": ("0", "4", "8@-1"),
+    "vit-s16": ("0", "13", "16@-1"),
+}
+METHODS = ("tome", "crossget", "random", "pool")
+BEGIN, END = "<!-- merge-results:begin -->", "<!-- merge-results:end -->"
+
+
+def edgecomp(*args: str) -> None:
+    print("+ edgecomp", " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "edgecomp", *args], check=True, cwd=ROOT)
+
+
+def run(model: str, method: str, schedule: str, build_dir: Path, skip_done: bool) -> None:
+    name = f"{model}-{method}-{schedule.replace('@', 'at').replace(',', '_')}"
+    out = RESULTS / f"{name}.json"
+    if skip_done and out.exists():
+        return
+    art = build_dir / "merge" / name
+    merge = [] if schedule == "0" else ["--merge-method", method, "--merge-schedule", schedule]
+    edgecomp("build", model, "--target", "x86", *merge, "-o", str(art))
+    edgecomp("bench", str(art), "--compare", "onnxruntime", "--json", str(art / "bench.json"))
+    result = {"model": model, "method": method if schedule != "0" else "none", "schedule": schedule,
+              "bench": json.loads((art / "bench.json").read_text())}
+    if model != "vit-s16":
+        edgecomp("eval", str(art), "--json", str(art / "eval.json"))
+        result["eval"] = json.loads((art / "eval.json").read_text())
+    stages = {s["stage"]: s for s in json.loads((art / "report.json").read_text())["stages"]}
+    m = stages.get("merge", {})
+    result["tokens_per_layer"] = m.get("tokens_per_layer")
+    result["merge_share_eager"] = m.get("merge_share_eager")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def table() -> str:
+    rows = ["| model | method | schedule | tokens after last layer | quality | edgecomp p50 ms | speed-up vs unmerged "
+            "| onnxruntime p50 ms (same graph) |", "|---|---|---|---|---|---|---|---|"]
+    runs = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+    for model in GRID:
+        base = next((r for r in runs if r["model"] == model and r["schedule"] == "0"), None)
+        if base is None:
+            continue
+        base_ms = base["bench"]["results"]["edgecomp"]["p50_ms"]
+        order = {m: i for i, m in enumerate(("none", *METHODS))}
+        for r in sorted((r for r in runs if r["model"] == model),
+                        key=lambda r: (GRID[model].index(r["schedule"]) if r["schedule"] in GRID[model] else 99,
+                                       order.get(r["method"], 9))):
+            res = r["bench"]["results"]
+            ms = res["edgecomp"]["p50_ms"]
+            ev = r.get("eval")
+            quality = f"{ev['metric']} {ev['value']:.4f}" if ev else "– (random weights)"
+            tokens = r["tokens_per_layer"][-1] if r.get("tokens_per_layer") else "all"
+            rows.append(f"| {model} | {r['method']} | {r['schedule']} | {tokens} | {quality} | {ms:.2f} | "
+                        f"{base_ms / ms:.2f}x | {res['onnxruntime']['p50_ms']:.2f} |")
+    return ("\n".join(rows) + "\n\nSchedules: `r` per layer, `r@-1` ToMe's decreasing schedule (2r down to 0). "
+            "Batch 1, 2 threads, p50 (edgecomp bench). Regenerate: `python bench/merge_results.py` "
+            "(JSON in `bench/results/merge/`).")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(GRID))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--schedules", default="", help="override the grid's schedules (comma-free forms only)")
+    ap.add_argument("--build-dir", type=Path, default=ROOT / "out")
+    ap.add_argument("--skip-done", action="store_true")
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        for model in args.models.split(","):
+            schedules = args.schedules.split(",") if args.schedules else GRID[model]
+            for schedule in schedules:
+                for method in (("tome",) if schedule == "0" else args.methods.split(",")):
+                    run(model, method, schedule, args.build_dir, args.skip_done)
+    if not replace_section(BEGIN, END, table()):
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} section")
+
+
+if __name__ == "__main__":
+    main()
