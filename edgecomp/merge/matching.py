@@ -59,12 +59,16 @@ def _rows(t: Tensor, idx: Tensor) -> Tensor:
 
 
 def _plan_from_sources(src: Tensor, dst_orig: Tensor, N: int) -> tuple[Tensor, Tensor]:
-    """(keep, dst positions) for sources ``src`` [B, r] merging into original tokens ``dst_orig`` [B, r]."""
+    """(keep, dst positions) for sources ``src`` [B, r] merging into original tokens ``dst_orig`` [B, r].
+
+    Stream compaction, O(N): a non-source's output position is the running count of non-sources before it;
+    every token scatters its index to its position, sources to a spare slot N - r that is cut off. (A sort
+    of N keys did the same at several times the cost in TVM and onnxruntime.)"""
     B, r = src.shape
-    ar = torch.arange(N, dtype=torch.float32).expand(B, N)
-    is_src = torch.zeros(B, N).scatter(1, src, 1.0)
-    keep = (-(is_src * 2 * N + ar)).topk(N - r, dim=1).indices  # non-sources, ascending
-    pos = torch.zeros(B, N, dtype=torch.int64).scatter(1, keep, torch.arange(N - r).expand(B, N - r))
+    kept = torch.ones(B, N, dtype=torch.int64).scatter(1, src, 0)
+    pos = kept.cumsum(1) - 1  # output position of every kept token
+    slot = torch.where(kept.bool(), pos, torch.full_like(pos, N - r))
+    keep = torch.zeros(B, N - r + 1, dtype=torch.int64).scatter(1, slot, torch.arange(N).expand(B, N))[:, : N - r]
     return keep, pos.gather(1, dst_orig)
 
 
