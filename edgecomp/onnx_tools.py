@@ -61,8 +61,9 @@ def input_specs(model) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-def session(model_or_path, threads: int = 2, optimize: bool = True):
-    """An onnxruntime CPU session with a fixed thread count."""
+def session(model_or_path, threads: int = 2, optimize: bool = True, exact: bool = True):
+    """An onnxruntime CPU session with a fixed thread count. ``exact=False`` lets onnxruntime's QDQ fusions
+    quantize activations (its fastest setting, for benchmarks only)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -71,9 +72,10 @@ def session(model_or_path, threads: int = 2, optimize: bool = True):
     so.log_severity_level = 3
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    # Otherwise onnxruntime rewrites int8 DequantizeLinear -> MatMul into an 8-bit MatMulNBits that also
-    # quantizes the activations (0.13 off on a test layer): keep the graph's own numerics as the reference.
-    so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+    if exact:
+        # Otherwise onnxruntime rewrites int8 DequantizeLinear -> MatMul into an 8-bit MatMulNBits that also
+        # quantizes the activations (0.13 off on a test layer): keep the graph's own numerics as the reference.
+        so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
     src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 

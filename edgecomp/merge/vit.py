@@ -26,42 +26,33 @@ class MergingViT(nn.Module):
         self.seed = seed
         self.merge_seconds = 0.0  # wall time spent planning + merging in eager forwards, for the report
 
-    def _attention(self, attn, x: Tensor, log_size: Tensor | None):
-        """Multi-head attention with an optional ``log s`` key bias; also returns k [B, H, N, D] and the
-        class token's query [B, C]."""
-        B, N, _ = x.shape
-        H, D = attn.heads, attn.head_dim
-        q = attn.q(x).reshape(B, N, H, D).transpose(1, 2)
-        k = attn.k(x).reshape(B, N, H, D).transpose(1, 2)
-        v = attn.v(x).reshape(B, N, H, D).transpose(1, 2)
-        logits = (q * D**-0.5) @ k.transpose(-2, -1)
-        if log_size is not None:
-            logits = logits + log_size
-        out = attn.o((torch.softmax(logits, dim=-1) @ v).transpose(1, 2).reshape(B, N, H * D))
-        return out, k, q[:, :, 0].reshape(B, H * D)
-
     def forward(self, pixels: Tensor, return_sources: bool = False):
         vit = self.vit
-        x = vit.patch_embed(pixels).flatten(2).transpose(1, 2)
-        x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + vit.pos_embed
+        x = vit.embed(pixels)
         size = torch.ones(x.shape[0], x.shape[1], 1)
         sources = torch.arange(x.shape[1]).expand(x.shape[0], x.shape[1])
         merged = False
         for layer, (blk, r) in enumerate(zip(vit.blocks, self.schedule, strict=True)):
             log_size = size.log().transpose(1, 2).unsqueeze(1) if merged else None  # [B, 1, 1, N]
-            a, k, q_cls = self._attention(blk.attn, blk.norm1(x), log_size)
-            x = x + a
+            q, k, v = blk.attn.project(blk.norm1(x))
+            x = x + blk.attn.attend(q, k, v, log_size)
             if r:
                 t0 = time.perf_counter()
-                plan = PLANNERS[self.method](self, layer, r, k, q_cls)
+                plan = PLANNERS[self.method](self, layer, r, k, _class_query(q))
                 x, size = matching.merge_wavg(plan, x, size)
                 if return_sources:
                     sources = matching.track_sources(plan, sources)
                 self.merge_seconds += time.perf_counter() - t0
                 merged = True
             x = x + blk.mlp(blk.norm2(x))
-        logits = vit.head(vit.norm(x)[:, 0])
+        logits = vit.classify(x)
         return (logits, x, sources) if return_sources else logits
+
+
+def _class_query(q: Tensor) -> Tensor:
+    """The class token's query, heads concatenated: q [B, H, N, D] -> [B, H * D]."""
+    B, H, _, D = q.shape
+    return q[:, :, 0].reshape(B, H * D)
 
 
 def _full_keys(k: Tensor) -> Tensor:

@@ -59,7 +59,8 @@ class OrtBestEngine(OrtEngine):
 
     def __init__(self, art: Artifact, threads: int):
         import onnx
-        import onnxruntime as ort
+
+        from edgecomp import onnx_tools
 
         self.inputs = art.inputs
         model = onnx.load(str(art.path / "model.onnx"))
@@ -68,9 +69,7 @@ class OrtBestEngine(OrtEngine):
                 kept = [a for a in node.attribute if a.name != "accuracy_level"]
                 del node.attribute[:]
                 node.attribute.extend([*kept, onnx.helper.make_attribute("accuracy_level", 4)])
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-        self.sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.sess = onnx_tools.session(model, threads=threads, exact=False)
 
 
 @ENGINES.register("torch")

@@ -9,10 +9,10 @@ edgecomp's quantize stage exports a W8A8 / W4A8 / W4A4 Linear as float ops onnxr
     [y = Add(y, bias)]
 
 ``fuse`` finds that pattern in the ONNX graph, where weights are initializers and every value is visible,
-and replaces it by ``edgecomp.QuantizeRows(x) -> (codes, s, row sums)`` (one per quantized tensor, shared by
-e.g. q/k/v) and ``edgecomp.QGemm(x, codes, s, row sums, w, ws, c, bias)`` per layer, whose weights are
-repacked into the kernel's layout (``kernels/cpu/qgemm.py``; int4 stays 4-bit). ``x`` is passed for its
-shape only. The converters (``register``) lower both to the registry's already-scheduled kernels. A layer
+and replaces it by ``edgecomp.QuantizeRows(x) -> (codes, s, row sums)`` (one per quantized tensor and group
+size, shared by e.g. q/k/v) and ``edgecomp.QGemm(x, codes, s, row sums, w, ws, zp, bias)`` per layer, whose
+weights are repacked into the kernel's layout (``kernels/cpu/qgemm.py``; int4 stays 4-bit). ``x`` is passed
+for its shape only. The converters (``registered``) lower both to the registry's already-scheduled kernels. A layer
 the kernel cannot take (``legal`` gives the reason) keeps the float path; ``fuse`` says which and why.
 Activations quantized some other way (LogNP polishing, per-sample conv inputs) are not matched.
 """
@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecomp.tvm.quant_ops import DOMAIN
+from edgecomp.tvm.quant_ops import DOMAIN, _attrs
 
 QUANTIZE_ROWS = "QuantizeRows"
 QGEMM = "QGemm"
@@ -38,7 +38,6 @@ class FakeQuant:
     x: str  # the float input
     out: str  # the fake-quantized output (the Mul)
     qmax: int
-    nodes: tuple[int, ...]  # indices of the chain's nodes
 
 
 @dataclass
@@ -77,50 +76,45 @@ class _Graph:
         return float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
 
 
-def _attrs(node) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _fake_quant(G: _Graph, mul_index: int) -> FakeQuant | None:
     """Match the per-token symmetric fake-quant ending at Mul node ``mul_index``."""
     mul = G.g.node[mul_index]
     if mul.op_type != "Mul" or len(mul.input) != 2:
         return None
     for q_name, s_name in (mul.input, mul.input[::-1]):
-        ic, clip = G.node(q_name, "Clip")
+        _, clip = G.node(q_name, "Clip")
         if clip is None or len(clip.input) < 3:
             continue
-        ir, rnd = G.node(clip.input[0], "Round")
+        _, rnd = G.node(clip.input[0], "Round")
         lo, hi = G.scalar(clip.input[1]), G.scalar(clip.input[2])
         if rnd is None or lo is None or hi is None or lo != -hi or hi != round(hi) or not 1 <= hi <= 127:
             continue
-        idv, div = G.node(rnd.input[0], "Div")
+        _, div = G.node(rnd.input[0], "Div")
         if div is None or div.input[1] != s_name:
             continue
         x = div.input[0]
-        isc, sclip = G.node(s_name, "Clip")
+        _, sclip = G.node(s_name, "Clip")
         if sclip is None or (len(sclip.input) > 2 and sclip.input[2]):
             continue
-        isd, sdiv = G.node(sclip.input[0], "Div")
+        _, sdiv = G.node(sclip.input[0], "Div")
         if sdiv is None or G.scalar(sdiv.input[1]) != hi or not (G.scalar(sclip.input[1]) or 0) > 0:
             continue
-        imx, rmax = G.node(sdiv.input[0], "ReduceMax")
+        _, rmax = G.node(sdiv.input[0], "ReduceMax")
         if rmax is None:
             continue
         attrs = _attrs(rmax)
         axes = list(attrs.get("axes", [])) or (list(G.const(rmax.input[1])) if len(rmax.input) > 1 else [])
         if axes != [-1] or int(attrs.get("keepdims", 1)) != 1:
             continue
-        iab, ab = G.node(rmax.input[0], "Abs")
+        _, ab = G.node(rmax.input[0], "Abs")
         if ab is None or ab.input[0] != x:
             continue
-        return FakeQuant(x, mul.output[0], int(hi), (iab, imx, isd, isc, idv, ir, ic, mul_index))
+        return FakeQuant(x, mul.output[0], int(hi))
     return None
 
 
 @dataclass
 class _Layer:
-    index: int  # the matmul node
     stored: np.ndarray  # int [N, K]: int4 stored u in [0, 15] / int8 signed codes (kernels/cpu/qgemm.pack_weights)
     scales: np.ndarray  # f32 [N, K/G]
     zero_points: np.ndarray | None  # int [N, K/G] for asymmetric int4
@@ -133,9 +127,12 @@ class _Layer:
 
 
 def _unpack_u4(packed: np.ndarray, N: int, K: int) -> np.ndarray:
-    b = packed.reshape(N, -1).astype(np.uint8)
-    u = np.stack([b & 15, b >> 4], axis=-1).reshape(N, -1)
-    return u[:, :K].astype(np.int32)
+    """MatMulNBits bytes (rows of ceil(K / 2), low nibble first) -> int32 [N, K] values 0..15."""
+    import torch
+
+    from edgecomp.quant.primitives import unpack_int4
+
+    return unpack_int4(torch.from_numpy(packed.reshape(N, -1).astype(np.uint8)), K).numpy().astype(np.int32)
 
 
 def _matmul_nbits(G: _Graph, i: int) -> _Layer | None | str:
@@ -152,7 +149,7 @@ def _matmul_nbits(G: _Graph, i: int) -> _Layer | None | str:
         return "MatMulNBits weights / uint8 zero points are not initializers"
     zp = None if Z is None else _unpack_u4(Z, N, K // block)
     bias = G.const(node.input[5]) if len(node.input) > 5 and node.input[5] else None
-    return _Layer(i, _unpack_u4(B, N, K), S.reshape(N, K // block).astype(np.float32), zp, block, 4,
+    return _Layer(_unpack_u4(B, N, K), S.reshape(N, K // block).astype(np.float32), zp, block, 4,
                   node.output[0], bias, (i,))
 
 
@@ -214,7 +211,7 @@ def _matmul_int8(G: _Graph, i: int, a_input: str) -> _Layer | None | str:
         return "int8 weight not quantized per output channel"
     if bias is not None and bias.shape != (N,):
         return "Gemm bias is not [N]"
-    return _Layer(i, codes.astype(np.int32), scales, None, K, 8, node.output[0], bias, tuple(removed), flat)
+    return _Layer(codes.astype(np.int32), scales, None, K, 8, node.output[0], bias, tuple(removed), flat)
 
 
 def _with_bias(G: _Graph, layer: _Layer, N: int) -> None:

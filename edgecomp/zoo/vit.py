@@ -52,14 +52,24 @@ class Attention(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.o = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, N, dim] -> q, k, v, each [B, heads, N, head_dim]."""
         B, N, _ = x.shape
         H, D = self.heads, self.head_dim
-        q = self.q(x).reshape(B, N, H, D).transpose(1, 2)
-        k = self.k(x).reshape(B, N, H, D).transpose(1, 2)
-        v = self.v(x).reshape(B, N, H, D).transpose(1, 2)
-        attn = torch.softmax((q * D**-0.5) @ k.transpose(-2, -1), dim=-1)
-        return self.o((attn @ v).transpose(1, 2).reshape(B, N, H * D))
+        return tuple(p(x).reshape(B, N, H, D).transpose(1, 2) for p in (self.q, self.k, self.v))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+        """softmax(q kᵀ / √D [+ bias]) v, heads merged and projected: [B, N, dim]. ``bias`` broadcasts over
+        the logits [B, H, N, N] (token merging's ``log s`` per key)."""
+        B, H, N, D = q.shape
+        logits = (q * D**-0.5) @ k.transpose(-2, -1)
+        if bias is not None:
+            logits = logits + bias
+        return self.o((torch.softmax(logits, dim=-1) @ v).transpose(1, 2).reshape(B, N, H * D))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(*self.project(x))
 
 
 class Mlp(nn.Module):
@@ -112,9 +122,17 @@ class ViT(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=g).clamp_(-2, 2) * 0.02)
         return self
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [B, C, H, W] -> tokens [B, N, dim]: patches, class token first, plus positions."""
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, dim] -> logits [B, classes], read from the class token."""
+        return self.head(self.norm(x)[:, 0])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.embed(pixels)
         for blk in self.blocks:
             x = blk(x)
-        return self.head(self.norm(x)[:, 0])
+        return self.classify(x)

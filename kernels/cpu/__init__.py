@@ -7,9 +7,9 @@ from . import qgemm
 
 KERNELS.add("quantize_rows", Kernel(
     "quantize_rows", "per-token symmetric fake-quant (Abs, ReduceMax, Div, Clip, Div, Round, Clip) feeding qgemm",
-    legal=lambda p, target: qgemm.legal(p, target), build=lambda p, target: qgemm.build_quantize_rows(p)))
+    legal=qgemm.legal, build=lambda p, target: qgemm.build_quantize_rows(p)))
 KERNELS.add("qgemm", Kernel(
     "qgemm", "fake-quantized activations x int8 DequantizeLinear / int4 MatMulNBits weights (+ bias); "
     "x86 AVX-512 VNNI or aarch64 sdot",
-    legal=lambda p, target: qgemm.legal(p, target),
+    legal=qgemm.legal,
     build=lambda p, target: qgemm.build_qgemm(p, qgemm.isa_for(target))))
