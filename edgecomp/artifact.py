@@ -54,14 +54,14 @@ def _dump(obj) -> str:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: Path):
+def atomic_dir(out: Path, marker: str = "manifest.json", kind: str = "artifact"):
     """Yield a temporary directory beside ``out``; on success it replaces ``out`` in one rename.
 
-    Refuses to replace an existing directory that is not an edgecomp artifact.
+    Refuses to replace an existing directory that does not hold ``marker`` (is not an edgecomp ``kind``).
     """
     out = Path(out)
-    if out.exists() and not (out / "manifest.json").exists():
-        raise ConfigError(f"{out} exists and is not an edgecomp artifact", hint="choose a new -o path or remove it")
+    if out.exists() and not (out / marker).exists():
+        raise ConfigError(f"{out} exists and is not an edgecomp {kind}", hint="choose a new -o path or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -1,4 +1,4 @@
-"""The ``edgecomp`` command line: build, run, bench, eval, inspect, targets, zoo.
+"""The ``edgecomp`` command line: build, run, bench, eval, inspect, package, targets, zoo.
 
 Every command calls the same functions as the Python API (``edgecomp.api``). Failures that are the
 user's to fix print ``error: <cause>`` and ``hint: <what to do>`` and exit with code 2; the traceback
@@ -218,6 +218,25 @@ def _echo_worst_layers(layers: list[dict], n: int = 8) -> None:
         click.echo(f"    {r['output_sqnr_db'] if r['output_sqnr_db'] is not None else 'inf':>7} dB  "
                    f"weights {r['weight_sqnr_db'] if r['weight_sqnr_db'] is not None else 'inf':>6} dB  "
                    f"w{r['w_bits']}{a}{polished} {r['method']:<10} outliers {r['outlier_channels']:>3}  {r['layer']}")
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("-t", "--target", required=True, help="The target ARTIFACT was built for (e.g. arm64).")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Bundle directory to write.")
+def package(artifact, target, out):
+    """Bundle ARTIFACT with the C API, the TVM runtime and an example program for TARGET."""
+    from edgecomp.runtime import bundle
+    from edgecomp.targets import load_target
+
+    tgt = load_target(target)
+    with _console().status(f"packaging {artifact} for {tgt.name}"):
+        path = bundle.package(artifact, tgt, out)
+    size = json.loads((path / "size.json").read_text())
+    for name, n in size["files"].items():
+        click.echo(f"  {n:>12,d}  {name}")
+    click.echo(f"wrote {path}: runtime + model code {size['runtime_and_code_bytes'] / 1e6:.2f} MB (stripped), "
+               f"params {size['params_bytes'] / 1e6:.2f} MB")
 
 
 @cli.command()

@@ -20,23 +20,8 @@ from edgecomp import api
 from edgecomp.artifact import Artifact
 from edgecomp.errors import ConfigError
 from edgecomp.runtime import cross
-from edgecomp.targets import load_target
 
 REL_TOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def arm64():
-    """The arm64 target, or a skip naming what this machine lacks to build and emulate it."""
-    target = load_target("arm64")
-    missing = cross.missing_tools(target.cross)
-    if missing:
-        pytest.skip(f"arm64 needs {', '.join(missing)}")
-    try:
-        cross.runtime_dir(target.cross, target.arch)  # the aarch64 TVM runtime, from PyPI once, then cached
-    except cross.ToolchainError as e:
-        pytest.skip(str(e))
-    return target
 
 
 def _synthetic_onnx(path):
@@ -96,8 +81,8 @@ def test_synthetic_onnx_matches_x86(synthetic):
         _assert_match(outs, x86_runner(f), arm.outputs)
 
 
-def test_vit_fmnist_matches_x86(arm64, tmp_path, or_skip):
-    x86, arm = or_skip(lambda: _both("vit-fmnist", arm64, tmp_path))
+def test_vit_fmnist_matches_x86(vit_fmnist_builds):
+    x86, arm = vit_fmnist_builds
     assert arm.report()["stages"][-1]["naive"] == []  # every PrimFunc got a schedule for NEON too
     feeds = [arm.example_inputs()]
     _assert_match(arm.load_runner().run_many(feeds)[0], x86.load_runner()(feeds[0]), arm.outputs)

@@ -1,0 +1,402 @@
+// libedgecomp: the C API of include/edgecomp.h over the TVM runtime (tvm-ffi + the Relax VM).
+//
+// A model is three files: the model library (a Relax VM executable + kernels, model.so), its weights
+// (params.bin, tvm.runtime.save_param_dict_to_file of p0..pN-1) and its signature (model.txt, written by
+// `edgecomp package`):
+//   edgecomp-model 1
+//   params N
+//   inputs K
+//   NAME DTYPE NDIM D0 D1 ...      (K lines)
+//   outputs J
+//   NAME DTYPE NDIM D0 D1 ...      (J lines)
+// The model's entry point is main(input0, ..., inputK-1, p0, ..., pN-1); a tuple result is flattened
+// depth-first into the J outputs.
+//
+// Contract at the boundary: every exported function catches every C++ exception and turns it (and every
+// argument it rejects) into an edgecomp_status plus a one-line message for edgecomp_last_error(); nothing
+// here calls abort or exit.
+#include "edgecomp.h"
+
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/dtype.h>
+#include <tvm/ffi/error.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <memory>
+#include <new>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ffi = tvm::ffi;
+
+namespace {
+
+thread_local std::string last_error;
+
+// An error that already knows its status; anything else thrown below is EDGECOMP_ERR_RUNTIME.
+struct Failure {
+  edgecomp_status status;
+  std::string message;
+};
+
+[[noreturn]] void Fail(edgecomp_status status, const std::string& message) { throw Failure{status, message}; }
+
+edgecomp_status Report(edgecomp_status status, const std::string& message) {
+  last_error = message.substr(0, message.find('\n'));  // TVM messages may carry a traceback: keep line one
+  return status;
+}
+
+// Run `body` (returning edgecomp_status) with every exception turned into a status and a message.
+template <typename F>
+edgecomp_status Guard(const char* fn, F&& body) {
+  try {
+    return body();
+  } catch (const Failure& f) {
+    return Report(f.status, std::string(fn) + ": " + f.message);
+  } catch (const ffi::Error& e) {
+    return Report(EDGECOMP_ERR_RUNTIME, std::string(fn) + ": " + e.kind() + ": " + e.message());
+  } catch (const std::bad_alloc&) {
+    return Report(EDGECOMP_ERR_RUNTIME, std::string(fn) + ": out of memory");
+  } catch (const std::exception& e) {
+    return Report(EDGECOMP_ERR_RUNTIME, std::string(fn) + ": " + e.what());
+  } catch (...) {
+    return Report(EDGECOMP_ERR_RUNTIME, std::string(fn) + ": unknown C++ exception");
+  }
+}
+
+struct DTypeEntry {
+  edgecomp_dtype dtype;
+  const char* name;
+  DLDataType dl;
+};
+
+const DTypeEntry kDTypes[] = {
+    {EDGECOMP_FLOAT32, "float32", {kDLFloat, 32, 1}}, {EDGECOMP_FLOAT16, "float16", {kDLFloat, 16, 1}},
+    {EDGECOMP_INT64, "int64", {kDLInt, 64, 1}},       {EDGECOMP_INT32, "int32", {kDLInt, 32, 1}},
+    {EDGECOMP_INT8, "int8", {kDLInt, 8, 1}},          {EDGECOMP_UINT8, "uint8", {kDLUInt, 8, 1}},
+    {EDGECOMP_BOOL, "bool", {kDLBool, 8, 1}},
+};
+
+const DTypeEntry* FindDType(edgecomp_dtype dtype) {
+  for (const DTypeEntry& e : kDTypes)
+    if (e.dtype == dtype) return &e;
+  return nullptr;
+}
+
+const DTypeEntry* FindDType(const std::string& name) {
+  for (const DTypeEntry& e : kDTypes)
+    if (name == e.name) return &e;
+  return nullptr;
+}
+
+struct Signature {
+  std::string name;
+  const DTypeEntry* dtype = nullptr;
+  std::vector<int64_t> shape;
+  size_t nbytes = 0;
+};
+
+std::string ShapeString(const int64_t* shape, int32_t ndim) {
+  std::ostringstream s;
+  s << '[';
+  for (int32_t i = 0; i < ndim; ++i) s << (i ? ", " : "") << shape[i];
+  s << ']';
+  return s.str();
+}
+
+struct AlignedCPUAlloc {  // 64-byte aligned, zeroed host memory
+  void AllocData(DLTensor* t) {
+    size_t bytes = (ffi::GetDataSize(*t) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    t->data = std::aligned_alloc(64, bytes);
+    if (t->data == nullptr) throw std::bad_alloc();
+    std::memset(t->data, 0, bytes);
+  }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+std::vector<Signature> ReadTensors(std::istream& f, const char* section, const std::string& path) {
+  std::string word;
+  int count = -1;
+  if (!(f >> word >> count) || word != section || count < 0)
+    Fail(EDGECOMP_ERR_FILE, path + ": expected '" + section + " COUNT'");
+  std::vector<Signature> sigs(count);
+  for (Signature& s : sigs) {
+    std::string dtype;
+    int ndim = -1;
+    if (!(f >> s.name >> dtype >> ndim) || ndim < 0 || ndim > 16)
+      Fail(EDGECOMP_ERR_FILE, path + ": expected 'NAME DTYPE NDIM dims...' in the " + section + " section");
+    s.dtype = FindDType(dtype);
+    if (s.dtype == nullptr) Fail(EDGECOMP_ERR_FILE, path + ": unsupported dtype '" + dtype + "' of " + s.name);
+    s.shape.resize(ndim);
+    size_t elems = 1;
+    for (int64_t& d : s.shape) {
+      if (!(f >> d) || d < 0) Fail(EDGECOMP_ERR_FILE, path + ": bad shape of " + s.name);
+      elems *= static_cast<size_t>(d);
+    }
+    s.nbytes = elems * (s.dtype->dl.bits / 8);
+  }
+  return sigs;
+}
+
+void RequireFile(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) Fail(EDGECOMP_ERR_FILE, std::string("cannot open ") + what + " " + path);
+}
+
+void Flatten(const ffi::Any& value, std::vector<ffi::Tensor>* out) {
+  if (auto t = value.as<ffi::Tensor>()) {
+    out->push_back(*t);
+  } else if (auto arr = value.as<ffi::Array<ffi::Any>>()) {
+    for (const ffi::Any& item : *arr) Flatten(item, out);
+  } else {
+    Fail(EDGECOMP_ERR_RUNTIME, "main returned something that is neither a tensor nor a tuple of tensors");
+  }
+}
+
+}  // namespace
+
+struct edgecomp_model {
+  std::vector<Signature> inputs, outputs;
+  ffi::Optional<ffi::Module> lib, vm;  // set by Load
+  ffi::Function main_fn;
+  std::vector<ffi::Tensor> input_tensors, params, results;  // results: empty until a run succeeds
+};
+
+namespace {
+
+edgecomp_model* Load(const std::string& lib_path, const std::string& params_path, const std::string& sig_path) {
+  std::ifstream f(sig_path);
+  if (!f) Fail(EDGECOMP_ERR_FILE, "cannot open the signature file " + sig_path);
+  std::string magic, word;
+  int version = 0, nparams = -1;
+  if (!(f >> magic >> version) || magic != "edgecomp-model" || version != 1)
+    Fail(EDGECOMP_ERR_FILE, sig_path + " is not an 'edgecomp-model 1' signature");
+  if (!(f >> word >> nparams) || word != "params" || nparams < 0)
+    Fail(EDGECOMP_ERR_FILE, sig_path + ": expected 'params N'");
+  std::unique_ptr<edgecomp_model> m(new edgecomp_model());
+  m->inputs = ReadTensors(f, "inputs", sig_path);
+  m->outputs = ReadTensors(f, "outputs", sig_path);
+
+  RequireFile(lib_path, "the model library");
+  RequireFile(params_path, "the weights");
+  ffi::Module lib = ffi::Module::LoadFromFile(lib_path);
+  auto loader = lib->GetFunction("vm_load_executable");
+  if (!loader) Fail(EDGECOMP_ERR_RUNTIME, lib_path + " holds no Relax VM executable (vm_load_executable)");
+  ffi::Module vm = loader.value()().cast<ffi::Module>();
+  // (device type, device id, allocator: 2 = pooled) for the compute device, then for the host
+  vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2, static_cast<int>(kDLCPU), 0, 2);
+  m->lib = lib;
+  m->vm = vm;
+  auto main_fn = vm->GetFunction("main");
+  if (!main_fn) Fail(EDGECOMP_ERR_RUNTIME, lib_path + " has no function 'main'");
+  m->main_fn = main_fn.value();
+
+  auto params = ffi::Function::GetGlobalRequired("runtime.LoadParamsFromFile")(params_path)
+                    .cast<ffi::Map<ffi::String, ffi::Tensor>>();
+  if (params.size() != static_cast<size_t>(nparams))
+    Fail(EDGECOMP_ERR_FILE, params_path + " holds " + std::to_string(params.size()) + " tensors, " + sig_path +
+                                " says " + std::to_string(nparams));
+  for (int i = 0; i < nparams; ++i) {
+    auto it = params.find("p" + std::to_string(i));
+    if (it == params.end()) Fail(EDGECOMP_ERR_FILE, params_path + " has no tensor p" + std::to_string(i));
+    m->params.push_back((*it).second);
+  }
+  for (const Signature& s : m->inputs)
+    m->input_tensors.push_back(
+        ffi::Tensor::FromNDAlloc(AlignedCPUAlloc(), ffi::Shape(s.shape), s.dtype->dl, DLDevice{kDLCPU, 0}));
+  return m.release();
+}
+
+edgecomp_status Open(const char* fn, const char* lib, const char* params, const char* sig, edgecomp_model** out) {
+  if (out != nullptr) *out = nullptr;
+  return Guard(fn, [&] {
+    if (out == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "out is NULL");
+    if (lib == nullptr || params == nullptr || sig == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "a path is NULL");
+    *out = Load(lib, params, sig);
+    return EDGECOMP_OK;
+  });
+}
+
+const std::vector<Signature>& Side(const edgecomp_model* m, bool input) { return input ? m->inputs : m->outputs; }
+
+edgecomp_status Info(const char* fn, const edgecomp_model* m, int32_t index, edgecomp_tensor_info* info,
+                     bool input) {
+  return Guard(fn, [&] {
+    if (m == nullptr || info == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model or info is NULL");
+    const std::vector<Signature>& sigs = Side(m, input);
+    if (index < 0 || static_cast<size_t>(index) >= sigs.size())
+      Fail(EDGECOMP_ERR_ARGUMENT, "index " + std::to_string(index) + " is out of range (the model has " +
+                                      std::to_string(sigs.size()) + (input ? " inputs)" : " outputs)"));
+    const Signature& s = sigs[index];
+    info->name = s.name.c_str();
+    info->dtype = s.dtype->dtype;
+    info->ndim = static_cast<int32_t>(s.shape.size());
+    info->shape = s.shape.data();
+    info->nbytes = s.nbytes;
+    return EDGECOMP_OK;
+  });
+}
+
+edgecomp_status Index(const char* fn, const edgecomp_model* m, const char* name, int32_t* index, bool input) {
+  return Guard(fn, [&] {
+    if (m == nullptr || name == nullptr || index == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "an argument is NULL");
+    const std::vector<Signature>& sigs = Side(m, input);
+    for (size_t i = 0; i < sigs.size(); ++i) {
+      if (sigs[i].name == name) {
+        *index = static_cast<int32_t>(i);
+        return EDGECOMP_OK;
+      }
+    }
+    Fail(EDGECOMP_ERR_ARGUMENT, std::string("the model has no ") + (input ? "input" : "output") + " '" + name + "'");
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+edgecomp_status edgecomp_open(const char* bundle_dir, edgecomp_model** out) {
+  if (bundle_dir == nullptr) {
+    if (out != nullptr) *out = nullptr;
+    return Report(EDGECOMP_ERR_ARGUMENT, "edgecomp_open: bundle_dir is NULL");
+  }
+  std::string d(bundle_dir);
+  return Open("edgecomp_open", (d + "/lib/model.so").c_str(), (d + "/params.bin").c_str(),
+              (d + "/model.txt").c_str(), out);
+}
+
+edgecomp_status edgecomp_open_files(const char* model_lib, const char* params_bin, const char* signature_txt,
+                                    edgecomp_model** out) {
+  return Open("edgecomp_open_files", model_lib, params_bin, signature_txt, out);
+}
+
+void edgecomp_close(edgecomp_model* model) {
+  try {
+    delete model;
+  } catch (...) {  // destructors of runtime objects should not throw; if one does, leak rather than abort
+  }
+}
+
+int32_t edgecomp_num_inputs(const edgecomp_model* model) {
+  return model == nullptr ? -1 : static_cast<int32_t>(model->inputs.size());
+}
+
+int32_t edgecomp_num_outputs(const edgecomp_model* model) {
+  return model == nullptr ? -1 : static_cast<int32_t>(model->outputs.size());
+}
+
+edgecomp_status edgecomp_input_info(const edgecomp_model* model, int32_t index, edgecomp_tensor_info* info) {
+  return Info("edgecomp_input_info", model, index, info, true);
+}
+
+edgecomp_status edgecomp_output_info(const edgecomp_model* model, int32_t index, edgecomp_tensor_info* info) {
+  return Info("edgecomp_output_info", model, index, info, false);
+}
+
+edgecomp_status edgecomp_input_index(const edgecomp_model* model, const char* name, int32_t* index) {
+  return Index("edgecomp_input_index", model, name, index, true);
+}
+
+edgecomp_status edgecomp_output_index(const edgecomp_model* model, const char* name, int32_t* index) {
+  return Index("edgecomp_output_index", model, name, index, false);
+}
+
+edgecomp_status edgecomp_set_input(edgecomp_model* model, int32_t index, edgecomp_dtype dtype,
+                                   const int64_t* shape, int32_t ndim, const void* data, size_t nbytes) {
+  return Guard("edgecomp_set_input", [&] {
+    if (model == nullptr || data == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model or data is NULL");
+    if (index < 0 || static_cast<size_t>(index) >= model->inputs.size())
+      Fail(EDGECOMP_ERR_ARGUMENT, "input index " + std::to_string(index) + " is out of range (the model has " +
+                                      std::to_string(model->inputs.size()) + " inputs)");
+    const Signature& s = model->inputs[index];
+    if (ndim < 0 || (ndim > 0 && shape == nullptr)) Fail(EDGECOMP_ERR_ARGUMENT, "shape is NULL or ndim < 0");
+    const DTypeEntry* given = FindDType(dtype);
+    if (given != s.dtype)
+      Fail(EDGECOMP_ERR_DTYPE, "input '" + s.name + "' has dtype " + s.dtype->name + ", got " +
+                                   (given ? given->name : "an unknown dtype (" + std::to_string(dtype) + ")"));
+    bool same = static_cast<size_t>(ndim) == s.shape.size();
+    for (int32_t i = 0; same && i < ndim; ++i) same = shape[i] == s.shape[i];
+    if (!same)
+      Fail(EDGECOMP_ERR_SHAPE, "input '" + s.name + "' has shape " +
+                                   ShapeString(s.shape.data(), static_cast<int32_t>(s.shape.size())) + ", got " +
+                                   ShapeString(shape, ndim) + " (shapes are static)");
+    if (nbytes != s.nbytes)
+      Fail(EDGECOMP_ERR_SIZE, "input '" + s.name + "' takes " + std::to_string(s.nbytes) + " bytes, got " +
+                                  std::to_string(nbytes));
+    std::memcpy(model->input_tensors[index].data_ptr(), data, nbytes);
+    return EDGECOMP_OK;
+  });
+}
+
+edgecomp_status edgecomp_run(edgecomp_model* model) {
+  return Guard("edgecomp_run", [&] {
+    if (model == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model is NULL");
+    model->results.clear();
+    std::vector<ffi::AnyView> args;
+    for (const ffi::Tensor& t : model->input_tensors) args.emplace_back(t);
+    for (const ffi::Tensor& p : model->params) args.emplace_back(p);
+    ffi::Any out;
+    model->main_fn.CallPacked(args.data(), static_cast<int32_t>(args.size()), &out);
+    std::vector<ffi::Tensor> results;
+    Flatten(out, &results);
+    if (results.size() != model->outputs.size())
+      Fail(EDGECOMP_ERR_RUNTIME, "main returned " + std::to_string(results.size()) + " outputs, the signature has " +
+                                     std::to_string(model->outputs.size()));
+    for (size_t j = 0; j < results.size(); ++j) {
+      const DLTensor& t = *results[j].GetDLTensorPtr();
+      const Signature& s = model->outputs[j];
+      bool same = t.device.device_type == kDLCPU && ffi::IsContiguous(t) && ffi::GetDataSize(t) == s.nbytes &&
+                  t.dtype.code == s.dtype->dl.code && t.dtype.bits == s.dtype->dl.bits &&
+                  static_cast<size_t>(t.ndim) == s.shape.size();
+      for (int i = 0; same && i < t.ndim; ++i) same = t.shape[i] == s.shape[i];
+      if (!same)
+        Fail(EDGECOMP_ERR_RUNTIME, "output " + std::to_string(j) + " (" + s.name +
+                                       ") does not match its signature: is model.txt from another model?");
+    }
+    model->results = std::move(results);
+    return EDGECOMP_OK;
+  });
+}
+
+edgecomp_status edgecomp_get_output(const edgecomp_model* model, int32_t index, void* data, size_t nbytes) {
+  return Guard("edgecomp_get_output", [&] {
+    if (model == nullptr || data == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model or data is NULL");
+    if (index < 0 || static_cast<size_t>(index) >= model->outputs.size())
+      Fail(EDGECOMP_ERR_ARGUMENT, "output index " + std::to_string(index) + " is out of range (the model has " +
+                                      std::to_string(model->outputs.size()) + " outputs)");
+    if (model->results.empty()) Fail(EDGECOMP_ERR_STATE, "no successful edgecomp_run yet");
+    const Signature& s = model->outputs[index];
+    if (nbytes != s.nbytes)
+      Fail(EDGECOMP_ERR_SIZE, "output '" + s.name + "' has " + std::to_string(s.nbytes) + " bytes, the buffer " +
+                                  std::to_string(nbytes));
+    const DLTensor& t = *model->results[index].GetDLTensorPtr();
+    std::memcpy(data, static_cast<const char*>(t.data) + t.byte_offset, nbytes);
+    return EDGECOMP_OK;
+  });
+}
+
+const char* edgecomp_last_error(void) { return last_error.c_str(); }
+
+const char* edgecomp_dtype_name(edgecomp_dtype dtype) {
+  const DTypeEntry* e = FindDType(dtype);
+  return e ? e->name : nullptr;
+}
+
+size_t edgecomp_dtype_size(edgecomp_dtype dtype) {
+  const DTypeEntry* e = FindDType(dtype);
+  return e ? e->dl.bits / 8 : 0;
+}
+
+int32_t edgecomp_api_version(void) { return EDGECOMP_API_VERSION; }
+
+}  // extern "C"
