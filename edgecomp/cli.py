@@ -224,14 +224,15 @@ def _echo_worst_layers(layers: list[dict], n: int = 8) -> None:
 @click.argument("artifact", type=click.Path())
 @click.option("-t", "--target", required=True, help="The target ARTIFACT was built for (e.g. arm64).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Bundle directory to write.")
-def package(artifact, target, out):
+@click.option("--static", is_flag=True, help="Also static/: the model and the C API to link into one program.")
+def package(artifact, target, out, static):
     """Bundle ARTIFACT with the C API, the TVM runtime and an example program for TARGET."""
     from edgecomp.runtime import bundle
     from edgecomp.targets import load_target
 
     tgt = load_target(target)
     with _console().status(f"packaging {artifact} for {tgt.name}"):
-        path = bundle.package(artifact, tgt, out)
+        path = bundle.package(artifact, tgt, out, static=static)
     size = json.loads((path / "size.json").read_text())
     for name, n in size["files"].items():
         click.echo(f"  {n:>12,d}  {name}")

@@ -34,7 +34,10 @@ def tuning_database(target: Target) -> Path | None:
 
 
 def compile_relax(mod, params: list[np.ndarray], target: Target, use_database: bool = True,
-                  threads: int | None = None) -> Compiled:
+                  threads: int | None = None, system_lib: bool = False) -> Compiled:
+    """Schedule and compile ``mod`` for ``target``. ``system_lib``: the kernels register themselves at
+    program start-up (found with ``ffi.SystemLib``) instead of being loaded from a shared library, so
+    ``export_library("x.tar")`` gives objects an application links statically."""
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
@@ -53,5 +56,5 @@ def compile_relax(mod, params: list[np.ndarray], target: Target, use_database: b
             with db:
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     mod, schedules = cpu_schedule.apply(mod, tgt)
-    executable = tvm.compile(mod, target=tgt)
+    executable = relax.build(mod, target=tgt, system_lib=True) if system_lib else tvm.compile(mod, target=tgt)
     return Compiled(executable, params, schedules, dict(target.resolved_tvm()))

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   report("open_params_as_signature", edgecomp_open_files(lib, params, params, &m));
   report("open_signature_as_params", edgecomp_open_files(lib, sig, sig, &m));
   report("open_params_as_library", edgecomp_open_files(params, params, sig, &m));
+  report("open_static_without_model", edgecomp_open_static(params, sig, &m)); /* no static/model.o linked */
 
   if (edgecomp_open(argv[1], &m) != EDGECOMP_OK) {
     report("open", 1);

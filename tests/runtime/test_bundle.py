@@ -31,9 +31,10 @@ CHECKS = Path(__file__).resolve().parent / "capi_checks.c"
 
 @pytest.fixture(scope="session")
 def vit_bundle(vit_fmnist_builds, arm64, tmp_path_factory):
-    """The vit-fmnist arm64 bundle, with its example built by aarch64-linux-gnu-gcc."""
-    out = bundle.package(vit_fmnist_builds[1], arm64, tmp_path_factory.mktemp("bundle") / "vit-fmnist")
-    _make_example(out, arm64)
+    """The vit-fmnist arm64 bundle with static/, both examples built by aarch64-linux-gnu-gcc."""
+    out = bundle.package(vit_fmnist_builds[1], arm64, tmp_path_factory.mktemp("bundle") / "vit-fmnist",
+                         static=True)
+    _make_example(out, arm64, "example", "example-static")
     return out
 
 
@@ -48,9 +49,9 @@ def minilm(arm64, build_or_skip, tmp_path_factory):
     return art, out
 
 
-def _make_example(path: Path, arm64) -> None:
+def _make_example(path: Path, arm64, *goals: str) -> None:
     gcc = bundle.tool(arm64.cross, "gcc")
-    res = subprocess.run(["make", "-C", str(path / "example"), f"CC={gcc}"], capture_output=True, text=True)
+    res = subprocess.run(["make", "-C", str(path / "example"), f"CC={gcc}", *goals], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
 
@@ -58,13 +59,13 @@ def _qemu(arm64, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([arm64.cross.emulator, "-L", arm64.cross.sysroot, *args], capture_output=True, text=True)
 
 
-def _run_example(path: Path, arm64, feeds: list[np.ndarray], tmp: Path) -> list[np.ndarray]:
+def _run_example(path: Path, arm64, feeds: list[np.ndarray], tmp: Path, exe: str = "example") -> list[np.ndarray]:
     """The bundle's example under qemu on ``feeds`` (in input order); outputs shaped by model.txt."""
     files = []
     for k, a in enumerate(feeds):
         files.append(tmp / f"in-{k}.bin")
         np.ascontiguousarray(a).tofile(files[-1])
-    res = _qemu(arm64, str(path / "example" / "example"), str(path), str(tmp), *map(str, files))
+    res = _qemu(arm64, str(path / "example" / exe), str(path), str(tmp), *map(str, files))
     assert res.returncode == 0, res.stderr
     outs = []
     for line in res.stdout.splitlines():
@@ -98,7 +99,7 @@ def _assert_close(got, ref, names):
 def test_layout_and_signature(vit_bundle, vit_fmnist_builds):
     arm = vit_fmnist_builds[1]
     for rel in ("include/edgecomp.h", "params.bin", "model.txt", "example/main.c", "example/Makefile",
-                "src/edgecomp.cc", *(f"lib/{n}" for n in bundle.LIBS)):
+                "src/edgecomp.cc", *(f"lib/{n}" for n in bundle.LIBS), *(f"static/{n}" for n in bundle.STATIC)):
         assert (vit_bundle / rel).is_file(), rel
     assert (vit_bundle / "params.bin").read_bytes() == (arm.path / "params.bin").read_bytes()
     sig = _signature(vit_bundle)
@@ -121,6 +122,10 @@ def test_vit_fmnist_example_matches_x86(vit_bundle, vit_fmnist_builds, arm64, tm
         (tmp_path / str(i)).mkdir()
         got = _run_example(vit_bundle, arm64, [feeds[s.name] for s in arm.inputs], tmp_path / str(i))
         _assert_close(got, x86.load_runner()(feeds), arm.outputs)
+        # the static program runs the same model lowered again as a system lib: the same code, the same bits
+        static = _run_example(vit_bundle, arm64, [feeds[s.name] for s in arm.inputs], tmp_path / str(i),
+                              "example-static")
+        assert all(np.array_equal(a, b) for a, b in zip(static, got, strict=True))
 
 
 def test_minilm_example_matches_onnxruntime(minilm, arm64, tmp_path):
@@ -140,6 +145,8 @@ def test_size_budget(vit_bundle, minilm):
         code = size["runtime_and_code_bytes"]
         assert code == sum(size["files"][f"lib/{n}"] for n in bundle.LIBS)
         assert code <= SIZE_BUDGET, f"{size['model']}: runtime + model code {code:,d} bytes > {SIZE_BUDGET:,d}"
+    static = json.loads((vit_bundle / "size.json").read_text())["static_runtime_and_code_bytes"]
+    assert static <= SIZE_BUDGET, f"static: runtime + model code {static:,d} bytes > {SIZE_BUDGET:,d}"
 
 
 def test_bad_input_through_the_c_api(vit_bundle, arm64, tmp_path):
@@ -155,7 +162,8 @@ def test_bad_input_through_the_c_api(vit_bundle, arm64, tmp_path):
     lines = dict(line.split(" ", 1) for line in res.stdout.splitlines()[:-1])
     status = {case: int(rest.split(" ", 1)[0]) for case, rest in lines.items()}
     expected = {"open_missing_dir": 5, "open_null_dir": 1, "open_null_out": 1, "open_params_as_signature": 5,
-                "open_signature_as_params": 6, "open_params_as_library": 6, "input_info_out_of_range": 1,
+                "open_signature_as_params": 6, "open_params_as_library": 6, "open_static_without_model": 6,
+                "input_info_out_of_range": 1,
                 "output_info_negative": 1, "input_info_null_info": 1, "input_index_unknown": 1,
                 "set_input_wrong_shape": 2, "set_input_wrong_rank": 2, "set_input_wrong_dtype": 3,
                 "set_input_unknown_dtype": 3, "set_input_wrong_nbytes": 4, "set_input_null_data": 1,
@@ -164,6 +172,7 @@ def test_bad_input_through_the_c_api(vit_bundle, arm64, tmp_path):
     assert {k: status.get(k) for k in expected} == expected
     assert lines["handle_after_failure"] == "1" and lines["num_inputs_null"] == "-1"
     assert "has shape [1, 1, 28, 28], got [1, 1, 28, 27]" in lines["set_input_wrong_shape"]
+    assert "no model is linked into this program" in lines["open_static_without_model"]
     assert all(lines[case].split(" ", 1)[1].startswith("edgecomp_") for case, s in expected.items() if s != 0)
 
 
@@ -205,3 +214,17 @@ def test_cli_package_replaces_only_bundles(vit_fmnist_builds, tmp_path):
         res = subprocess.run([*cmd, str(tmp_path / "b")], capture_output=True, text=True)
         assert res.returncode == 0 and "runtime + model code" in res.stdout, res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "taken"]
+
+
+def test_artifact_from_another_tvm_or_target_file_is_refused(vit_fmnist_builds, arm64, tmp_path):
+    """The bundle ships the installed TVM's runtime: an artifact compiled by another release would not load."""
+    from edgecomp.artifact import Artifact
+
+    arm = vit_fmnist_builds[1]
+    old_tvm = Artifact(arm.path, {**arm.manifest, "toolchain": {**arm.manifest["toolchain"], "tvm": "0.26.0"}})
+    with pytest.raises(bundle.PackageError, match="built with apache-tvm 0.26.0"):
+        bundle.package(old_tvm, arm64, tmp_path / "b")
+    other = {**arm.manifest["target"], "tvm": {**arm.manifest["target"]["tvm"], "mattr": ["+neon"]}}
+    with pytest.raises(bundle.PackageError, match="arm64.toml changed since"):
+        bundle.package(Artifact(arm.path, {**arm.manifest, "target": other}), arm64, tmp_path / "b")
+    assert not (tmp_path / "b").exists()

@@ -12,6 +12,9 @@
 // The model's entry point is main(input0, ..., inputK-1, p0, ..., pN-1); a tuple result is flattened
 // depth-first into the J outputs.
 //
+// The static variant links the model into the program (static/model.o: the same model compiled as a TVM
+// "system lib", whose objects register their functions at start-up); edgecomp_open_static finds it there.
+//
 // Contract at the boundary: every exported function catches every C++ exception and turns it (and every
 // argument it rejects) into an edgecomp_status plus a one-line message for edgecomp_last_error(); nothing
 // here calls abort or exit.
@@ -174,6 +177,7 @@ struct edgecomp_model {
 
 namespace {
 
+// lib_path "" = the model linked into this program (system lib), else a model library to load.
 edgecomp_model* Load(const std::string& lib_path, const std::string& params_path, const std::string& sig_path) {
   std::ifstream f(sig_path);
   if (!f) Fail(EDGECOMP_ERR_FILE, "cannot open the signature file " + sig_path);
@@ -187,11 +191,14 @@ edgecomp_model* Load(const std::string& lib_path, const std::string& params_path
   m->inputs = ReadTensors(f, "inputs", sig_path);
   m->outputs = ReadTensors(f, "outputs", sig_path);
 
-  RequireFile(lib_path, "the model library");
+  if (!lib_path.empty()) RequireFile(lib_path, "the model library");
   RequireFile(params_path, "the weights");
-  ffi::Module lib = ffi::Module::LoadFromFile(lib_path);
+  ffi::Module lib = lib_path.empty() ? ffi::Function::GetGlobalRequired("ffi.SystemLib")().cast<ffi::Module>()
+                                     : ffi::Module::LoadFromFile(lib_path);
   auto loader = lib->GetFunction("vm_load_executable");
-  if (!loader) Fail(EDGECOMP_ERR_RUNTIME, lib_path + " holds no Relax VM executable (vm_load_executable)");
+  if (!loader)
+    Fail(EDGECOMP_ERR_RUNTIME, lib_path.empty() ? "no model is linked into this program (static/model.o)"
+                                                : lib_path + " holds no Relax VM executable (vm_load_executable)");
   ffi::Module vm = loader.value()().cast<ffi::Module>();
   // (device type, device id, allocator: 2 = pooled) for the compute device, then for the host
   vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2, static_cast<int>(kDLCPU), 0, 2);
@@ -217,12 +224,15 @@ edgecomp_model* Load(const std::string& lib_path, const std::string& params_path
   return m.release();
 }
 
-edgecomp_status Open(const char* fn, const char* lib, const char* params, const char* sig, edgecomp_model** out) {
+// lib nullptr: the system lib (edgecomp_open_static).
+edgecomp_status Open(const char* fn, const char* lib, const char* params, const char* sig, edgecomp_model** out,
+                     bool system_lib = false) {
   if (out != nullptr) *out = nullptr;
   return Guard(fn, [&] {
     if (out == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "out is NULL");
-    if (lib == nullptr || params == nullptr || sig == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "a path is NULL");
-    *out = Load(lib, params, sig);
+    if ((lib == nullptr && !system_lib) || params == nullptr || sig == nullptr)
+      Fail(EDGECOMP_ERR_ARGUMENT, "a path is NULL");
+    *out = Load(system_lib ? "" : lib, params, sig);
     return EDGECOMP_OK;
   });
 }
@@ -278,6 +288,10 @@ edgecomp_status edgecomp_open(const char* bundle_dir, edgecomp_model** out) {
 edgecomp_status edgecomp_open_files(const char* model_lib, const char* params_bin, const char* signature_txt,
                                     edgecomp_model** out) {
   return Open("edgecomp_open_files", model_lib, params_bin, signature_txt, out);
+}
+
+edgecomp_status edgecomp_open_static(const char* params_bin, const char* signature_txt, edgecomp_model** out) {
+  return Open("edgecomp_open_static", nullptr, params_bin, signature_txt, out, true);
 }
 
 void edgecomp_close(edgecomp_model* model) {

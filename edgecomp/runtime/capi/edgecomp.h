@@ -81,6 +81,12 @@ EDGECOMP_API edgecomp_status edgecomp_open(const char* bundle_dir, edgecomp_mode
 EDGECOMP_API edgecomp_status edgecomp_open_files(const char* model_lib, const char* params_bin,
                                                  const char* signature_txt, edgecomp_model** out);
 
+/* Open the model linked into this program (the bundle's static/model.o, built with `edgecomp package
+ * --static`) with its weights and signature file; EDGECOMP_ERR_RUNTIME when no model is linked in.
+ * One model per program: its functions are registered under fixed names. */
+EDGECOMP_API edgecomp_status edgecomp_open_static(const char* params_bin, const char* signature_txt,
+                                                  edgecomp_model** out);
+
 /* Release a handle and everything it owns; NULL is ignored. */
 EDGECOMP_API void edgecomp_close(edgecomp_model* model);
 

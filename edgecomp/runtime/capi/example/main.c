@@ -1,6 +1,8 @@
 /* An edgecomp bundle's example: run the model once on raw input files, print and write its outputs.
  *
  * usage: example BUNDLE_DIR OUT_DIR INPUT0.bin [INPUT1.bin ...]
+ *        example-static BUNDLE_DIR OUT_DIR INPUT0.bin ...   (the model linked in; reads only params.bin and
+ *                                                            model.txt from BUNDLE_DIR)
  *
  * INPUTk.bin holds input k as raw C-order bytes of its dtype (e.g. numpy's arr.tofile()), exactly
  * edgecomp_tensor_info.nbytes long. Output j is written to OUT_DIR/output-j.bin the same way, and one
@@ -51,7 +53,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   edgecomp_model* model = NULL;
+#ifdef EDGECOMP_EXAMPLE_STATIC /* `make example-static`: the model is linked into this program */
+  char params[4096], signature[4096];
+  snprintf(params, sizeof params, "%s/params.bin", argv[1]);
+  snprintf(signature, sizeof signature, "%s/model.txt", argv[1]);
+  if (edgecomp_open_static(params, signature, &model) != EDGECOMP_OK) return fail("open_static");
+#else
   if (edgecomp_open(argv[1], &model) != EDGECOMP_OK) return fail("open");
+#endif
   int status = 0;
   int32_t n_in = edgecomp_num_inputs(model), n_out = edgecomp_num_outputs(model);
   if (argc - 3 != n_in) {
