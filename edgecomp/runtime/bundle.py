@@ -218,13 +218,9 @@ def sizes(root: Path, unstripped: dict[str, int], art, target: Target, strip: st
     """size.json: bytes of every file under ``root`` as shipped, and the runtime + model code total."""
     files = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
     code = sum(files[f"lib/{name}"] for name in LIBS)
-    out = {"model": art.name, "target": target.name, "arch": target.arch, "files": files,
-           "unstripped": unstripped, "stripped_with": f"{Path(strip).name} --strip-unneeded (static/: --strip-debug)",
-           "runtime_and_code_bytes": code, "params_bytes": files["params.bin"], "total_bytes": sum(files.values())}
-    if "static/model.o" in files:  # what a static app adds to its own code: the objects, and the runtime it loads
-        out["static_runtime_and_code_bytes"] = sum(files[f"static/{name}"] for name in STATIC) + sum(
-            files[f"lib/{name}"] for name in ("libtvm_runtime.so", "libtvm_ffi.so"))
-    return out
+    return {"model": art.name, "target": target.name, "arch": target.arch, "files": files,
+            "unstripped": unstripped, "stripped_with": f"{Path(strip).name} --strip-unneeded (static/: --strip-debug)",
+            "runtime_and_code_bytes": code, "params_bytes": files["params.bin"], "total_bytes": sum(files.values())}
 
 
 def _run(cmd: list[str], what: str) -> None:
