@@ -47,6 +47,8 @@ def cli(debug: bool) -> None:
               help="Override a recipe field, e.g. export.opset=18.")
 @click.option("--prune", type=float, help="Fraction of prunable parameters to remove.")
 @click.option("--prune-method", help="newton | upop | magnitude | flap")
+@click.option("--prune-budget-ms", type=float,
+              help="Prune as little as needed for the built artifact's p50 latency (ms) to meet this.")
 @click.option("--merge-r", type=int, help="Tokens merged per layer.")
 @click.option("--merge-method", help="tome | crossget | random | pool")
 @click.option("--merge-schedule", help="Per-layer merge schedule: 8, 8@-1 (r, inflect) or 16,12,8.")
@@ -54,8 +56,8 @@ def cli(debug: bool) -> None:
 @click.option("--quant-method", help="quartdepth | gptq | rtn")
 @click.option("--group-size", type=int, help="int4 weight group size: 32 | 64 | 128 (default: auto).")
 @click.option("--calib", type=int, help="Number of calibration samples (default 32).")
-def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, merge_method, merge_schedule, quant,
-          quant_method, group_size, calib):
+def build(model, target, out, recipe, overrides, prune, prune_method, prune_budget_ms, merge_r, merge_method,
+          merge_schedule, quant, quant_method, group_size, calib):
     """Compile MODEL (zoo name, .onnx file or model directory) for TARGET into OUT."""
     from edgecomp import api
     from edgecomp.config import BuildConfig
@@ -63,7 +65,8 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
 
     tgt = load_target(target)  # fail fast on a bad target, before loading any model
     cfg = BuildConfig.from_toml(recipe) if recipe else BuildConfig()
-    flags = {"prune.ratio": prune, "prune.method": prune_method, "merge.r": merge_r, "merge.method": merge_method,
+    flags = {"prune.ratio": prune, "prune.method": prune_method, "prune.budget_ms": prune_budget_ms,
+             "merge.r": merge_r, "merge.method": merge_method,
              "merge.schedule": merge_schedule,
              "quantize.scheme": quant, "quantize.method": quant_method, "quantize.group_size": group_size,
              "calib_samples": calib}
@@ -80,6 +83,11 @@ def build(model, target, out, recipe, overrides, prune, prune_method, merge_r, m
             detail = f"rel L2 err {st['rel_l2_err']:.2g} (fake-quant reference)"
         if "compression" in st:
             detail = f"{st['layers_quantized']} layers, weights {st['compression']}x smaller"
+        if "removed_share_of_prunable" in st:
+            detail = (f"{st['method']}: params {st['params'][0]:,} -> {st['params'][1]:,}, "
+                      f"GFLOPs {st['flops'][0] / 1e9:.2f} -> {st['flops'][1] / 1e9:.2f}")
+            if "budget" in st:
+                detail += f"; ratio {st['ratio']} meets {st['budget']['budget_ms']} ms"
         if "tokens_per_layer" in st:
             detail = (f"{st['method']}: tokens {st['tokens_in']} -> {st['tokens_per_layer'][-1]} "
                       f"(merging {100 * st.get('merge_share_eager', 0):.1f} % of eager forward time)")

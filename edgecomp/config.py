@@ -17,6 +17,7 @@ from edgecomp.errors import ConfigError
 QUANT_SCHEMES = ("none", "w4a16", "w8a8", "w4a8", "w4a4")
 QUANT_METHODS = ("quartdepth", "gptq", "rtn")
 PRUNE_METHODS = ("newton", "upop", "magnitude", "flap")
+MAX_PRUNE_RATIO = 0.95  # beyond this a block keeps too little to be worth running
 MERGE_METHODS = ("tome", "crossget", "random", "pool")
 
 
@@ -27,16 +28,30 @@ def _check(cond: bool, message: str, hint: str = "fix the recipe or the --set va
 
 @dataclass(frozen=True)
 class PruneConfig:
-    ratio: float = 0.0  # fraction of prunable parameters to remove; 0 = stage skipped
+    ratio: float = 0.0  # fraction of prunable parameters (attention + MLP) to remove; 0 = stage skipped
     method: str = "newton"  # newton | upop | magnitude | flap
+    budget_ms: float = 0.0  # > 0: find the smallest ratio whose built artifact meets this p50 latency
+    multiple: int = 8  # kept MLP widths are rounded to a multiple of this
+    rank: str = "loss"  # newton: loss (Thm 3's compensated loss per unit) | mask (the Newton mask, §3.2-3.3)
+    allocation: str = "global"  # global: one ranking across layers | uniform: every layer loses the ratio
+    lam: float = 1.0  # Newton: weight λ of the (1ᵀz - r)² term, with X normalised to ‖X‖_F = 1
+    damp: float = 0.01  # Newton compensation: γ as a fraction of mean(diag XᵀX)
 
     def __post_init__(self):
-        _check(0.0 <= self.ratio < 1.0, f"prune.ratio must be in [0, 1), got {self.ratio}", "e.g. --prune 0.2")
+        _check(0.0 <= self.ratio < MAX_PRUNE_RATIO, f"prune.ratio must be in [0, {MAX_PRUNE_RATIO}), got {self.ratio}",
+               "e.g. --prune 0.2 removes 20 % of the attention and MLP parameters")
         _check(self.method in PRUNE_METHODS, f"unknown prune method {self.method!r}", f"one of {PRUNE_METHODS}")
+        _check(self.budget_ms >= 0, f"prune.budget_ms must be >= 0, got {self.budget_ms}", "e.g. --prune-budget-ms 5")
+        _check(self.allocation in ("global", "uniform"), f"unknown prune.allocation {self.allocation!r}",
+               "global | uniform")
+        _check(self.rank in ("loss", "mask"), f"unknown prune.rank {self.rank!r}", "loss | mask")
+        _check(self.multiple >= 1, f"prune.multiple must be >= 1, got {self.multiple}", "e.g. 8")
+        _check(self.lam > 0 and self.damp >= 0, f"prune.lam must be > 0 and prune.damp >= 0, got {self.lam}, "
+               f"{self.damp}", "the defaults are lam = 1.0, damp = 0.01")
 
     @property
     def enabled(self) -> bool:
-        return self.ratio > 0
+        return self.ratio > 0 or self.budget_ms > 0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def edgecomp(*args, cwd=None):
 @pytest.mark.parametrize("args, message", [
     (["build", "nosuchmodel", "--target", "x86"], "unknown zoo model 'nosuchmodel'"),
     (["build", "vit-fmnist", "--target", "nosuch"], "unknown target 'nosuch'"),
-    (["build", "vit-fmnist", "--prune", "1.5"], "prune.ratio must be in [0, 1)"),
+    (["build", "vit-fmnist", "--prune", "1.5"], "prune.ratio must be in [0, 0.95)"),
     (["build", "vit-fmnist", "--set", "export.opset=99"], "export.opset must be in"),
 ])
 def test_bad_build_exits_2_with_one_line(tmp_path, args, message):

@@ -1,16 +1,44 @@
-"""Structured pruning of attention heads and MLP channels (algorithms land in the pruning issue)."""
+"""Structured pruning (edgecomp.prune): remove attention heads and MLP channels, shrinking the weights.
+
+The torch model is deep-copied and pruned on the calibration feeds; later stages (merging, quantization,
+export, lowering) see the smaller model, so the exported graph and the TVM build carry the new widths.
+The report records per-layer kept heads and channels, parameters and FLOPs before and after.
+A latency budget (``prune.budget_ms``) is searched by the pipeline, which calls this stage per ratio.
+"""
 
 from __future__ import annotations
 
+import copy
+import time
+
 from edgecomp.config import PruneConfig
-from edgecomp.model import Model
-from edgecomp.stages._skip import not_available, skipped
+from edgecomp.errors import ConfigError
+from edgecomp.model import Model, StageReport
+from edgecomp.stages._skip import skipped
 from edgecomp.targets import Target
 
 NAME, REQUIRES = "prune", "torch"
 
 
 def run(model: Model, cfg: PruneConfig, target: Target) -> Model:
-    if not cfg.enabled:
+    if cfg.ratio <= 0:
         return skipped(model, NAME, "prune.ratio is 0")
-    raise not_available(NAME, f"--prune {cfg.ratio}")
+    if cfg.method == "upop":
+        raise ConfigError("prune method 'upop' (search + retraining) is not in this version of edgecomp",
+                          hint="use --prune-method newton (training-free), flap or magnitude")
+    from edgecomp.prune import flops, prune
+
+    if not model.calibration:
+        raise ConfigError(f"pruning {model.name} needs calibration feeds", hint="build with calib_samples >= 1")
+    names = [s.name for s in model.inputs]
+    module = copy.deepcopy(model.payload)
+    flops_before = flops(module, model.calibration[0], names)
+    t0 = time.perf_counter()
+    summary = prune(module, cfg, list(model.calibration), names)
+    seconds = time.perf_counter() - t0
+    summary["flops"] = [flops_before, flops(module, model.calibration[0], names)]
+    before, after = summary["params"]
+    note = (f"prune: {cfg.method} removed {summary['removed_share_of_prunable']:.1%} of the attention + MLP "
+            f"parameters ({before:,} -> {after:,} parameters in the model)")
+    return model.with_report(StageReport(NAME, "done", summary, timings={"prune_algorithm": round(seconds, 3)}),
+                             payload=module, notes=model.notes + (note,))
