@@ -67,8 +67,10 @@ def signature(art) -> str:
     if len(graph.output) != len(art.outputs):
         raise PackageError(f"{art.path}/model.onnx has {len(graph.output)} outputs, the manifest "
                            f"{len(art.outputs)}", hint="rebuild the artifact")
+    rows = index_ranges(graph)
     lines = [f"edgecomp-model {SIGNATURE_VERSION}", f"params {art.manifest['params']}", f"inputs {len(art.inputs)}"]
-    lines += [_line(s.name, s.dtype, s.shape) for s in art.inputs]
+    lines += [_line(s.name, s.dtype, s.shape) + (f" range 0 {rows[s.name]}" if s.name in rows else "")
+              for s in art.inputs]
     lines.append(f"outputs {len(art.outputs)}")
     for name, out in zip(art.outputs, graph.output, strict=True):
         t = out.type.tensor_type
@@ -78,6 +80,30 @@ def signature(art) -> str:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
         lines.append(_line(name, dtype, dims))
     return "\n".join(lines) + "\n"
+
+
+GATHERS = {("", "Gather"): "axis", ("com.microsoft", "GatherBlockQuantized"): "gather_axis"}
+
+
+def index_ranges(graph) -> dict[str, int]:
+    """Graph input -> rows of the constant table it indexes (Gather / GatherBlockQuantized along axis 0).
+
+    The compiled lookup reads out of bounds on an index outside [0, rows), so the C API refuses such values;
+    an input that reaches a table only through other ops is not covered."""
+    from onnx import helper
+
+    inits = {t.name: t for t in graph.initializer}
+    names = {i.name for i in graph.input}
+    rows: dict[str, int] = {}
+    for node in graph.node:
+        axis_attr = GATHERS.get((node.domain, node.op_type))
+        if axis_attr is None or len(node.input) < 2 or node.input[1] not in names or node.input[0] not in inits:
+            continue
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == axis_attr), 0)
+        if axis == 0:
+            n = int(inits[node.input[0]].dims[0])
+            rows[node.input[1]] = min(n, rows.get(node.input[1], n))
+    return rows
 
 
 def _line(name: str, dtype: str, shape) -> str:

@@ -1,6 +1,7 @@
 /* Bad input through edgecomp.h: every call below must return a status (and a message), never crash.
  *
  * usage: capi_checks BUNDLE_DIR      (a bundle whose input 0 is float32 of rank >= 1)
+ *        capi_checks BUNDLE_DIR ids  (a bundle whose input 0 is int64 token ids: out-of-range values; no run)
  * Prints one line per case: "CASE STATUS MESSAGE" (STATUS an edgecomp_status number), then "done".
  */
 #include <stdio.h>
@@ -11,7 +12,28 @@
 
 static void report(const char* name, int status) { printf("%s %d %s\n", name, status, edgecomp_last_error()); }
 
+static int check_ids(const char* bundle) {
+  edgecomp_model* m = NULL;
+  if (edgecomp_open(bundle, &m) != EDGECOMP_OK) {
+    report("open", 1);
+    return 1;
+  }
+  edgecomp_tensor_info in;
+  edgecomp_input_info(m, 0, &in);
+  int64_t* ids = (int64_t*)calloc(1, in.nbytes);
+  report("ids_zero", edgecomp_set_input(m, 0, in.dtype, in.shape, in.ndim, ids, in.nbytes));
+  ids[1] = 1000000000;
+  report("ids_too_large", edgecomp_set_input(m, 0, in.dtype, in.shape, in.ndim, ids, in.nbytes));
+  ids[1] = -5;
+  report("ids_negative", edgecomp_set_input(m, 0, in.dtype, in.shape, in.ndim, ids, in.nbytes));
+  edgecomp_close(m);
+  free(ids);
+  printf("done\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && strcmp(argv[2], "ids") == 0) return check_ids(argv[1]);
   if (argc != 2) return 2;
   char lib[4096], params[4096], sig[4096];
   snprintf(lib, sizeof lib, "%s/lib/model.so", argv[1]);

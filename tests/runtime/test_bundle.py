@@ -84,7 +84,7 @@ def _signature(path: Path) -> dict:
         for _ in range(count):
             name, dtype, ndim = words[pos], words[pos + 1], int(words[pos + 2])
             sig[section].append((name, dtype, tuple(int(d) for d in words[pos + 3: pos + 3 + ndim])))
-            pos += 3 + ndim
+            pos += 3 + ndim + (3 if pos + 3 + ndim < len(words) and words[pos + 3 + ndim] == "range" else 0)
     return sig
 
 
@@ -139,6 +139,22 @@ def test_minilm_example_matches_onnxruntime(minilm, arm64, tmp_path):
     _assert_close(got, ref, art.outputs)
 
 
+def test_token_ids_outside_the_vocabulary_are_refused(minilm, arm64, tmp_path):
+    """The compiled embedding lookup does not check bounds (an id of 1e9 segfaults it): the C API does."""
+    path = minilm[1]
+    assert _signature_lines(path)["input_ids"].endswith(" range 0 30522")
+    assert "range" not in _signature_lines(path)["attention_mask"]
+    res = _qemu(arm64, str(_build_checks(path, arm64, tmp_path)), str(path), "ids")
+    assert res.returncode == 0 and res.stdout.endswith("done\n"), res.stdout + res.stderr
+    lines = dict(line.split(" ", 1) for line in res.stdout.splitlines()[:-1])
+    assert [lines[c].split(" ", 1)[0] for c in ("ids_zero", "ids_too_large", "ids_negative")] == ["0", "8", "8"]
+    assert "element 1 is 1000000000, outside [0, 30522)" in lines["ids_too_large"]
+
+
+def _signature_lines(path: Path) -> dict[str, str]:
+    return {line.split()[0]: line for line in (path / "model.txt").read_text().splitlines()[3:]}
+
+
 def test_size_budget(vit_bundle, minilm, arm64, tmp_path):
     for path in (vit_bundle, minilm[1]):
         size = json.loads((path / "size.json").read_text())
@@ -155,14 +171,18 @@ def test_size_budget(vit_bundle, minilm, arm64, tmp_path):
     assert static <= SIZE_BUDGET, f"static program + runtime {static:,d} bytes > {SIZE_BUDGET:,d}"
 
 
-def test_bad_input_through_the_c_api(vit_bundle, arm64, tmp_path):
-    """Wrong shapes, dtypes, byte counts, indices, null pointers and files: a status and a message each."""
-    exe = tmp_path / "capi_checks"
-    lib = vit_bundle / "lib"
+def _build_checks(path: Path, arm64, tmp: Path) -> Path:
+    exe, lib = tmp / "capi_checks", path / "lib"
     res = subprocess.run([bundle.tool(arm64.cross, "gcc"), "-O1", "-std=c99", "-Wall", "-Werror",
-                          f"-I{vit_bundle / 'include'}", str(CHECKS), "-o", str(exe), f"-L{lib}", "-ledgecomp",
+                          f"-I{path / 'include'}", str(CHECKS), "-o", str(exe), f"-L{lib}", "-ledgecomp",
                           f"-Wl,-rpath-link,{lib}", f"-Wl,-rpath,{lib}"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+    return exe
+
+
+def test_bad_input_through_the_c_api(vit_bundle, arm64, tmp_path):
+    """Wrong shapes, dtypes, byte counts, indices, null pointers and files: a status and a message each."""
+    exe = _build_checks(vit_bundle, arm64, tmp_path)
     res = _qemu(arm64, str(exe), str(vit_bundle))
     assert res.returncode == 0 and res.stdout.endswith("done\n"), res.stdout + res.stderr
     lines = dict(line.split(" ", 1) for line in res.stdout.splitlines()[:-1])

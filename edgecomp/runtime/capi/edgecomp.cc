@@ -6,9 +6,11 @@
 //   edgecomp-model 1
 //   params N
 //   inputs K
-//   NAME DTYPE NDIM D0 D1 ...      (K lines)
+//   NAME DTYPE NDIM D0 D1 ... [range LO HI]     (K lines)
 //   outputs J
-//   NAME DTYPE NDIM D0 D1 ...      (J lines)
+//   NAME DTYPE NDIM D0 D1 ...                   (J lines)
+// "range LO HI" marks an integer input whose values index a table (token ids): edgecomp_set_input refuses
+// a value outside [LO, HI), which the compiled gather would read out of bounds.
 // The model's entry point is main(input0, ..., inputK-1, p0, ..., pN-1); a tuple result is flattened
 // depth-first into the J outputs.
 //
@@ -106,6 +108,8 @@ struct Signature {
   const DTypeEntry* dtype = nullptr;
   std::vector<int64_t> shape;
   size_t nbytes = 0;
+  bool ranged = false;  // values must lie in [lo, hi)
+  int64_t lo = 0, hi = 0;
 };
 
 std::string ShapeString(const int64_t* shape, int32_t ndim) {
@@ -128,27 +132,50 @@ struct AlignedCPUAlloc {  // 64-byte aligned, zeroed host memory
 };
 
 std::vector<Signature> ReadTensors(std::istream& f, const char* section, const std::string& path) {
-  std::string word;
+  std::string line, word;
   int count = -1;
-  if (!(f >> word >> count) || word != section || count < 0)
+  while (std::getline(f, line) && line.find_first_not_of(" \t\r") == std::string::npos) {
+  }
+  std::istringstream head(line);
+  if (!(head >> word >> count) || word != section || count < 0)
     Fail(EDGECOMP_ERR_FILE, path + ": expected '" + section + " COUNT'");
   std::vector<Signature> sigs(count);
   for (Signature& s : sigs) {
     std::string dtype;
     int ndim = -1;
-    if (!(f >> s.name >> dtype >> ndim) || ndim < 0 || ndim > 16)
+    std::getline(f, line);
+    std::istringstream in(line);
+    if (!(in >> s.name >> dtype >> ndim) || ndim < 0 || ndim > 16)
       Fail(EDGECOMP_ERR_FILE, path + ": expected 'NAME DTYPE NDIM dims...' in the " + section + " section");
     s.dtype = FindDType(dtype);
     if (s.dtype == nullptr) Fail(EDGECOMP_ERR_FILE, path + ": unsupported dtype '" + dtype + "' of " + s.name);
     s.shape.resize(ndim);
     size_t elems = 1;
     for (int64_t& d : s.shape) {
-      if (!(f >> d) || d < 0) Fail(EDGECOMP_ERR_FILE, path + ": bad shape of " + s.name);
+      if (!(in >> d) || d < 0) Fail(EDGECOMP_ERR_FILE, path + ": bad shape of " + s.name);
       elems *= static_cast<size_t>(d);
     }
     s.nbytes = elems * (s.dtype->dl.bits / 8);
+    if (in >> word) {
+      bool integer = s.dtype->dl.code == kDLInt && (s.dtype->dl.bits == 64 || s.dtype->dl.bits == 32);
+      if (word != "range" || !(in >> s.lo >> s.hi) || s.lo >= s.hi || !integer)
+        Fail(EDGECOMP_ERR_FILE, path + ": bad 'range LO HI' of " + s.name);
+      s.ranged = true;
+    }
   }
   return sigs;
+}
+
+// EDGECOMP_ERR_VALUE for the first element of `data` outside the input's range (int32 / int64 inputs only).
+template <typename T>
+void CheckRange(const Signature& s, const void* data) {
+  const T* v = static_cast<const T*>(data);
+  for (size_t i = 0; i < s.nbytes / sizeof(T); ++i) {
+    if (v[i] < s.lo || v[i] >= s.hi)
+      Fail(EDGECOMP_ERR_VALUE, "input '" + s.name + "' element " + std::to_string(i) + " is " +
+                                   std::to_string(v[i]) + ", outside [" + std::to_string(s.lo) + ", " +
+                                   std::to_string(s.hi) + ") (it indexes a table)");
+  }
 }
 
 void RequireFile(const std::string& path, const char* what) {
@@ -187,6 +214,7 @@ edgecomp_model* Load(const std::string& lib_path, const std::string& params_path
     Fail(EDGECOMP_ERR_FILE, sig_path + " is not an 'edgecomp-model 1' signature");
   if (!(f >> word >> nparams) || word != "params" || nparams < 0)
     Fail(EDGECOMP_ERR_FILE, sig_path + ": expected 'params N'");
+  std::getline(f, word);  // the rest of the line; tensor lines are read whole
   std::unique_ptr<edgecomp_model> m(new edgecomp_model());
   m->inputs = ReadTensors(f, "inputs", sig_path);
   m->outputs = ReadTensors(f, "outputs", sig_path);
@@ -338,15 +366,20 @@ edgecomp_status edgecomp_set_input(edgecomp_model* model, int32_t index, edgecom
     if (given != s.dtype)
       Fail(EDGECOMP_ERR_DTYPE, "input '" + s.name + "' has dtype " + s.dtype->name + ", got " +
                                    (given ? given->name : "an unknown dtype (" + std::to_string(dtype) + ")"));
-    bool same = static_cast<size_t>(ndim) == s.shape.size();
+    std::string expected = ShapeString(s.shape.data(), static_cast<int32_t>(s.shape.size()));
+    if (static_cast<size_t>(ndim) != s.shape.size())  // do not read a caller's shape array past its rank
+      Fail(EDGECOMP_ERR_SHAPE, "input '" + s.name + "' has shape " + expected + ", got rank " +
+                                   std::to_string(ndim) + " (shapes are static)");
+    bool same = true;
     for (int32_t i = 0; same && i < ndim; ++i) same = shape[i] == s.shape[i];
     if (!same)
-      Fail(EDGECOMP_ERR_SHAPE, "input '" + s.name + "' has shape " +
-                                   ShapeString(s.shape.data(), static_cast<int32_t>(s.shape.size())) + ", got " +
-                                   ShapeString(shape, ndim) + " (shapes are static)");
+      Fail(EDGECOMP_ERR_SHAPE, "input '" + s.name + "' has shape " + expected + ", got " + ShapeString(shape, ndim) +
+                                   " (shapes are static)");
     if (nbytes != s.nbytes)
       Fail(EDGECOMP_ERR_SIZE, "input '" + s.name + "' takes " + std::to_string(s.nbytes) + " bytes, got " +
                                   std::to_string(nbytes));
+    if (s.ranged && s.dtype->dl.bits == 64) CheckRange<int64_t>(s, data);
+    if (s.ranged && s.dtype->dl.bits == 32) CheckRange<int32_t>(s, data);
     std::memcpy(model->input_tensors[index].data_ptr(), data, nbytes);
     return EDGECOMP_OK;
   });

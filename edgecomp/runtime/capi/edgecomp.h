@@ -49,7 +49,8 @@ typedef enum {
   EDGECOMP_ERR_SIZE = 4,     /* a buffer's byte count differs from what the tensor needs */
   EDGECOMP_ERR_FILE = 5,     /* a bundle file is missing, unreadable or malformed */
   EDGECOMP_ERR_RUNTIME = 6,  /* the TVM runtime failed (loading the library, running the model) */
-  EDGECOMP_ERR_STATE = 7     /* an output was read before a successful edgecomp_run */
+  EDGECOMP_ERR_STATE = 7,    /* an output was read before a successful edgecomp_run */
+  EDGECOMP_ERR_VALUE = 8     /* an index input (token ids) holds a value outside its table */
 } edgecomp_status;
 
 typedef enum {
@@ -106,7 +107,9 @@ EDGECOMP_API edgecomp_status edgecomp_output_index(const edgecomp_model* model, 
                                                    int32_t* index);
 
 /* Copy one input in: `dtype`, `shape` (ndim dims) and `nbytes` must equal the input's signature, otherwise
- * EDGECOMP_ERR_DTYPE / _SHAPE / _SIZE and nothing is copied. `data` is C-order, native byte order. */
+ * EDGECOMP_ERR_DTYPE / _SHAPE / _SIZE and nothing is copied. `data` is C-order, native byte order. An input
+ * that indexes a table (token ids; "range LO HI" in model.txt) must hold values in [LO, HI), otherwise
+ * EDGECOMP_ERR_VALUE: the compiled lookup does not check bounds. */
 EDGECOMP_API edgecomp_status edgecomp_set_input(edgecomp_model* model, int32_t index, edgecomp_dtype dtype,
                                                 const int64_t* shape, int32_t ndim, const void* data,
                                                 size_t nbytes);
