@@ -127,7 +127,8 @@ def run(artifact, inputs, out):
 
 @cli.command()
 @click.argument("artifact", type=click.Path())
-@click.option("--compare", default="onnxruntime,torch", show_default=True, help="Engines to time beside edgecomp.")
+@click.option("--compare", default="onnxruntime,torch", show_default=True,
+              help="Engines to time beside edgecomp (none: edgecomp alone).")
 @click.option("--device", default="local", show_default=True, help="local (remote devices come with the farm).")
 @click.option("--threads", default=2, show_default=True, help="Intra-op threads for every engine.")
 @click.option("--rounds", default=10, show_default=True, help="Interleaved timing rounds.")
@@ -152,7 +153,7 @@ def bench(artifact, compare, device, threads, rounds, per_round, warmup, json_ou
         target = art.manifest["target"]
         raise no_timings(target["arch"], target["cross"]["emulator"])
     policy = BenchPolicy(threads=threads, warmup=warmup, rounds=rounds, per_round=per_round)
-    engines = tuple(e.strip() for e in compare.split(",") if e.strip())
+    engines = tuple(e.strip() for e in compare.split(",") if e.strip() and e.strip() != "none")
     console = _console()
     with console.status("benchmarking") as status:
         res = api.bench(artifact, engines, policy,

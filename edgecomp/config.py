@@ -33,7 +33,8 @@ class PruneConfig:
     budget_ms: float = 0.0  # > 0: find the smallest ratio whose built artifact meets this p50 latency
     multiple: int = 8  # kept MLP widths are rounded to a multiple of this
     rank: str = "loss"  # newton: loss (Thm 3's compensated loss per unit) | mask (the Newton mask, §3.2-3.3)
-    allocation: str = "global"  # global: one ranking across layers | uniform: every layer loses the ratio
+    allocation: str = "uniform"  # uniform: every layer loses the ratio | global: one ranking across layers
+    sequential: bool = True  # uniform: score + compensate layer by layer on the already-pruned model
     lam: float = 1.0  # Newton: weight λ of the (1ᵀz - r)² term, with X normalised to ‖X‖_F = 1
     damp: float = 0.01  # Newton compensation: γ as a fraction of mean(diag XᵀX)
 

@@ -99,43 +99,61 @@ def score_units(layers: list[Layer], stats, method, ratio: float, cfg) -> list[p
 
 
 def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) -> dict:
-    """Prune ``module`` in place with ``cfg`` (a PruneConfig: ratio, method, multiple, lam, damp)."""
+    """Prune ``module`` in place with ``cfg`` (a PruneConfig: ratio, method, allocation, multiple, ...).
+
+    With the uniform allocation (and ``cfg.sequential``) layers are pruned in order, each scored and
+    compensated on the activations of the model as pruned so far, so compensation also absorbs what
+    earlier layers changed. The global allocation needs every layer's scores at once, and methods that
+    standardise scores over all layers (FLAP, magnitude) need every layer's too: one pass.
+    """
     method = METHODS.get(cfg.method)
     layers = layers_of(module)
     params_before, prunable = count_params(module), prunable_params(layers)
-    projections = [p for L in layers for p in (L.attn.output, L.mlp.output)]
-    stats = collect(module, projections, feeds, input_names)
-    units = score_units(layers, stats, method, cfg.ratio, cfg)
-    if method.standardize:
-        units = planning.standardize(units)
-    removed = planning.select(units, cfg.ratio, cfg.multiple, uniform=cfg.allocation == "uniform")
-    per_layer = []
-    for L, s_attn, s_mlp in zip(layers, stats[0::2], stats[1::2], strict=True):
-        a, m = L.attn, L.mlp
-        gone_heads = sorted(h for u in removed.get((L.index, "head"), []) for h in u.members)
-        kept_heads = [h for h in range(a.heads) if h not in set(gone_heads)]
-        heads_before, width_before = a.heads, m.output.in_features
-        if gone_heads:
-            w, b = _compensated(method, a.output, s_attn, head_channels(a, kept_heads), head_channels(a, gone_heads),
-                                cfg)
-            keep_heads(a, kept_heads, w, b)
-        gone = torch.tensor(sorted(u.members[0] for u in removed.get((L.index, "channel"), [])), dtype=torch.int64)
-        if len(gone):
-            mask = torch.ones(width_before, dtype=torch.bool)
-            mask[gone] = False
-            kept = mask.nonzero()[:, 0]
-            w, b = _compensated(method, m.output, s_mlp, kept, gone, cfg)
-            keep_channels(m, kept, w, b)
-        per_layer.append({"layer": L.index, "heads": [heads_before, a.heads], "kept_heads": kept_heads,
-                          "mlp_channels": [width_before, m.output.in_features]})
+    per_layer, tokens = [], 0
+    if cfg.allocation == "uniform" and cfg.sequential and not method.standardize:
+        for L in layers:
+            stats = collect(module, [L.attn.output, L.mlp.output], feeds, input_names, stop_after=L.mlp.output)
+            units = score_units([L], stats, method, cfg.ratio, cfg)
+            per_layer.append(_cut(L, planning.select(units, cfg.ratio, cfg.multiple), *stats, method, cfg))
+            tokens = stats[0].n
+    else:
+        projections = [p for L in layers for p in (L.attn.output, L.mlp.output)]
+        stats = collect(module, projections, feeds, input_names)
+        units = score_units(layers, stats, method, cfg.ratio, cfg)
+        units = planning.standardize(units) if method.standardize else units
+        removed = planning.select(units, cfg.ratio, cfg.multiple, uniform=cfg.allocation == "uniform")
+        per_layer = [_cut(L, removed, s_attn, s_mlp, method, cfg)
+                     for L, s_attn, s_mlp in zip(layers, stats[0::2], stats[1::2], strict=True)]
+        tokens = stats[0].n if stats else 0
     after = count_params(module)
     prunable_after = prunable_params(layers)
-    return {"method": cfg.method, "ratio": cfg.ratio, "multiple": cfg.multiple,
-            "calibration_tokens": stats[0].n if stats else 0,
+    sequential = cfg.allocation == "uniform" and cfg.sequential and not method.standardize
+    return {"method": cfg.method, "allocation": cfg.allocation, "sequential": sequential, "ratio": cfg.ratio,
+            "multiple": cfg.multiple, "calibration_tokens": tokens,
             "params": [params_before, after], "prunable_params": [prunable, prunable_after],
             "removed_share_of_prunable": round(1 - prunable_after / prunable, 4) if prunable else 0.0,
             "removed_share_of_model": round(1 - after / params_before, 4),
             "layers": per_layer}
+
+
+def _cut(L: Layer, removed: dict, s_attn, s_mlp, method, cfg) -> dict:
+    """Compensate and slice one layer's chosen units (``removed`` from ``plan.select``); its report row."""
+    a, m = L.attn, L.mlp
+    gone_heads = sorted(h for u in removed.get((L.index, "head"), []) for h in u.members)
+    kept_heads = [h for h in range(a.heads) if h not in set(gone_heads)]
+    heads_before, width_before = a.heads, m.output.in_features
+    if gone_heads:
+        w, b = _compensated(method, a.output, s_attn, head_channels(a, kept_heads), head_channels(a, gone_heads), cfg)
+        keep_heads(a, kept_heads, w, b)
+    gone = torch.tensor(sorted(u.members[0] for u in removed.get((L.index, "channel"), [])), dtype=torch.int64)
+    if len(gone):
+        mask = torch.ones(width_before, dtype=torch.bool)
+        mask[gone] = False
+        kept = mask.nonzero()[:, 0]
+        w, b = _compensated(method, m.output, s_mlp, kept, gone, cfg)
+        keep_channels(m, kept, w, b)
+    return {"layer": L.index, "heads": [heads_before, a.heads], "kept_heads": kept_heads,
+            "mlp_channels": [width_before, m.output.in_features]}
 
 
 def _compensated(method, output: nn.Linear, stats, keep: torch.Tensor, pruned: torch.Tensor, cfg):

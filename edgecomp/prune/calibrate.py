@@ -47,20 +47,29 @@ class InputStats:
         return (self.sumsq / max(self.n, 1) - self.mean**2).clamp(min=0)
 
 
+class _Stop(Exception):
+    """Raised after the last projection of interest ran: the rest of the forward is not needed."""
+
+
 def collect(module: nn.Module, projections: list[nn.Linear], feeds: list[Feeds],
-            input_names: list[str]) -> list[InputStats]:
+            input_names: list[str], stop_after: nn.Module | None = None) -> list[InputStats]:
     """Run ``module`` over ``feeds`` (inputs passed positionally in ``input_names`` order) and return one
-    ``InputStats`` per projection, in order."""
+    ``InputStats`` per projection, in order. With ``stop_after`` each forward ends once that module ran."""
     stats = [InputStats.empty(p.in_features) for p in projections]
     hooks = [p.register_forward_pre_hook(lambda _m, args, s=s: s.add(args[0]))
              for p, s in zip(projections, stats, strict=True)]
+    if stop_after is not None:
+        hooks.append(stop_after.register_forward_hook(lambda *_: (_ for _ in ()).throw(_Stop())))
     try:
         with torch.no_grad():
             for feed in feeds:
                 rows = _real_tokens(feed)
                 for s in stats:
                     s._rows = rows
-                module(*(torch.from_numpy(np.asarray(feed[n])) for n in input_names))
+                try:
+                    module(*(torch.from_numpy(np.asarray(feed[n])) for n in input_names))
+                except _Stop:
+                    pass
     finally:
         for h in hooks:
             h.remove()

