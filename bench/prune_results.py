@@ -26,10 +26,11 @@ from readme_section import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "prune"
-GRID = {"vit-fmnist": (0.3, 0.5), "minilm-l6": (0.2, 0.4), "smollm2-135m": (0.1, 0.2, 0.3)}
+GRID = {"vit-fmnist": (0.3, 0.5), "smollm2-135m": (0.1, 0.2, 0.3), "minilm-l6": (0.2, 0.4)}
 VARIANTS = ("newton", "flap", "flap-global", "magnitude")
 BUILT = {"vit-fmnist": VARIANTS, "minilm-l6": ("newton",), "smollm2-135m": ("newton",)}
 BEGIN, END = "<!-- prune-results:begin -->", "<!-- prune-results:end -->"
+ABL_BEGIN, ABL_END = "<!-- prune-ablation:begin -->", "<!-- prune-ablation:end -->"
 
 
 def edgecomp(*args: str) -> None:
@@ -48,7 +49,8 @@ def run_built(model: str, ratio: float, variant: str, build_dir: Path) -> dict:
     prune = [] if ratio == 0 else ["--prune", str(ratio), "--prune-method", _split(variant)[0],
                                    "--set", f'prune.allocation="{_split(variant)[1]}"']
     edgecomp("build", model, "--target", "x86", *prune, "-o", str(art))
-    edgecomp("eval", str(art), "--json", str(art / "eval.json"))
+    # the fp32 reference is the unpruned row's own value: run it once, not per pruned row
+    edgecomp("eval", str(art), "--json", str(art / "eval.json"), *([] if ratio == 0 else ["--no-reference"]))
     edgecomp("bench", str(art), "--compare", "none", "--json", str(art / "bench.json"))
     stages = {s["stage"]: s for s in json.loads((art / "report.json").read_text())["stages"]}
     timings = json.loads((art / "timings.json").read_text())
@@ -59,8 +61,9 @@ def run_built(model: str, ratio: float, variant: str, build_dir: Path) -> dict:
             "prune_seconds": timings.get("prune")}
 
 
-def run_torch(model: str, ratio: float, variant: str) -> dict:
-    """Prune in-process with the build's defaults (calibration 32 samples, seed 0) and evaluate with torch."""
+def run_torch(model: str, ratio: float, variant: str, extra: tuple[str, ...] = ()) -> dict:
+    """Prune in-process with the build's defaults (calibration 32 samples, seed 0) and evaluate with torch;
+    ``extra`` are further ``--set`` overrides (the ablations)."""
     import numpy as np
     import torch
 
@@ -73,7 +76,7 @@ def run_torch(model: str, ratio: float, variant: str) -> dict:
 
     method, alloc = _split(variant)
     cfg = BuildConfig().with_overrides([f"prune.ratio={ratio}", f'prune.method="{method}"',
-                                        f'prune.allocation="{alloc}"'])
+                                        f'prune.allocation="{alloc}"', *extra])
     imported = load(model, cfg.calib_samples, cfg.seed)
     t0 = time.perf_counter()
     pruned = prune_stage.run(imported, cfg.prune, load_target("x86"))
@@ -101,6 +104,45 @@ def run(model: str, ratio: float, variant: str, build_dir: Path, skip_done: bool
     result.update({"model": model, "ratio": ratio, "variant": variant if ratio else "unpruned"})
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+# Design choices measured in torch on the same calibration and task: (model, ratio, name, overrides).
+ABLATIONS = (
+    ("vit-fmnist", 0.3, "newton rank=mask (the paper's Newton mask), global", ("prune.rank=\"mask\"",
+                                                                              "prune.allocation=\"global\"")),
+    ("vit-fmnist", 0.3, "newton rank=loss, global", ("prune.allocation=\"global\"",)),
+    ("vit-fmnist", 0.3, "newton rank=mask, uniform", ("prune.rank=\"mask\"",)),
+    ("vit-fmnist", 0.3, "newton rank=loss, uniform, one pass", ("prune.sequential=false",)),
+    ("smollm2-135m", 0.2, "newton rank=loss, global", ("prune.allocation=\"global\"",)),
+    ("smollm2-135m", 0.2, "newton rank=loss, uniform, one pass", ("prune.sequential=false",)),
+    ("smollm2-135m", 0.2, "newton rank=mask, uniform", ("prune.rank=\"mask\"",)),
+)
+
+
+def run_ablations(skip_done: bool) -> None:
+    out_dir = RESULTS / "ablation"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, (model, ratio, name, extra) in enumerate(ABLATIONS):
+        out = out_dir / f"{model}-{i}.json"
+        if skip_done and out.exists():
+            continue
+        allocation = "global" if any("global" in e for e in extra) else "uniform"
+        result = run_torch(model, ratio, "newton" if allocation == "uniform" else "newton-global",
+                           tuple(e for e in extra if "allocation" not in e))
+        result.update({"model": model, "ratio": ratio, "name": name, "overrides": list(extra)})
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def ablation_table() -> str:
+    rows = ["| model | ratio | variant | quality |", "|---|---|---|---|"]
+    for f in sorted((RESULTS / "ablation").glob("*.json"), key=lambda f: (f.stem.rsplit("-", 1)[0],
+                                                                           int(f.stem.rsplit("-", 1)[1]))):
+        r = json.loads(f.read_text())
+        ev = r["eval"]
+        rows.append(f"| {r['model']} | {r['ratio']} | {r['name']} | {ev['metric']} {ev['value']:.4f} |")
+    return ("\n".join(rows) + "\n\nTorch evaluation, same calibration and data as the table above; the default "
+            "(rank=loss, uniform, layer by layer) is the `newton` row there. Regenerate: "
+            "`python bench/prune_results.py --ablations` (JSON in `bench/results/prune/ablation/`).")
 
 
 def _rows() -> list[dict]:
@@ -171,8 +213,12 @@ def main() -> None:
     ap.add_argument("--build-dir", default="build/bench", type=Path)
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--redo", action="store_true", help="re-run rows whose JSON exists")
+    ap.add_argument("--ablations", action="store_true", help="run the design ablations instead of the grid")
     args = ap.parse_args()
-    if not args.table_only:
+    args.build_dir = args.build_dir if args.build_dir.is_absolute() else ROOT / args.build_dir
+    if args.ablations and not args.table_only:
+        run_ablations(not args.redo)
+    elif not args.table_only:
         for model in args.models.split(","):
             ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else GRID[model]
             run(model, 0, "newton", args.build_dir, not args.redo)
@@ -184,6 +230,8 @@ def main() -> None:
                         print(f"!! {model} {variant} {ratio} failed: {e}", flush=True)
     plot()
     replace_section(ROOT / "README.md", BEGIN, END, table())
+    if (RESULTS / "ablation").exists():
+        replace_section(ROOT / "README.md", ABL_BEGIN, ABL_END, ablation_table())
 
 
 if __name__ == "__main__":

@@ -79,21 +79,22 @@ def score_units(layers: list[Layer], stats, method, ratio: float, cfg) -> list[p
         a, m = L.attn, L.mlp
         heads = [[h] for h in range(a.heads)]
         if method.unit_score is not None:
-            head_scores = method.unit_score(a.output.weight.data, s_attn, [head_channels(a, h) for h in heads], cfg)
+            head_scores = method.unit_score(a.output.weight.data, s_attn, [head_channels(a, h) for h in heads],
+                                            [head_params(a)] * a.heads, cfg)
         else:
             z = method.score(a.output.weight.data, [lin.weight.data for lin in a.cut_inputs], s_attn, ratio, cfg)
             head_scores = z.reshape(a.heads, a.head_dim).mean(1)
         for members in attention_units(a, head_scores):
             score = head_scores[members].mean()
             if method.unit_score is not None and len(members) > 1:  # a GQA slice is scored as one group
-                score = method.unit_score(a.output.weight.data, s_attn, [head_channels(a, members)], cfg)[0]
+                score = method.unit_score(a.output.weight.data, s_attn, [head_channels(a, members)],
+                                          [len(members) * head_params(a)], cfg)[0]
             units.append(planning.Unit(L.index, "head", tuple(members), float(score), len(members) * head_params(a)))
-        W = m.output.weight.data
+        W, cost = m.output.weight.data, channel_params(m)
         if method.unit_score is not None:
-            z = method.unit_score(W, s_mlp, [torch.tensor([i]) for i in range(W.shape[1])], cfg)
+            z = method.unit_score(W, s_mlp, [torch.tensor([i]) for i in range(W.shape[1])], [cost] * W.shape[1], cfg)
         else:
             z = method.score(W, [lin.weight.data for lin in m.inputs], s_mlp, ratio, cfg)
-        cost = channel_params(m)
         units += [planning.Unit(L.index, "channel", (i,), float(v), cost) for i, v in enumerate(z.tolist())]
     return units
 
@@ -106,6 +107,11 @@ def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) ->
     earlier layers changed. The global allocation needs every layer's scores at once, and methods that
     standardise scores over all layers (FLAP, magnitude) need every layer's too: one pass.
     """
+    if cfg.method == "upop":
+        from edgecomp.errors import ConfigError
+
+        raise ConfigError("prune method upop trains on a task loss, not on calibration feeds",
+                          hint="call edgecomp.prune.upop.upop(module, cfg, loss_fn), or build with the prune stage")
     method = METHODS.get(cfg.method)
     layers = layers_of(module)
     params_before, prunable = count_params(module), prunable_params(layers)

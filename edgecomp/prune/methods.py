@@ -27,8 +27,8 @@ class Method:
     # (output weight [out, D], output bias [out] | None, stats, kept idx, pruned idx, cfg) -> (weight, bias)
     compensate: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None
     description: str
-    # (output weight [out, D], stats, channel groups, cfg) -> one score per group, or None: units get the
-    # mean of their channels' scores
+    # (output weight [out, D], stats, channel groups, parameters each group removes, cfg) -> one score per
+    # group, or None: units get the mean of their channels' scores
     unit_score: Callable[..., torch.Tensor] | None = None
 
 
@@ -39,13 +39,13 @@ def _newton_score(W, W_ins, stats: InputStats, rho: float, cfg) -> torch.Tensor:
     return scoring.newton_mask(W, stats.G, rho, lam=cfg.lam)
 
 
-def _newton_unit_score(W, stats: InputStats, groups, cfg) -> torch.Tensor:
-    # rank="loss": the compensated loss L* (Thm 3) of each unit alone, per parameter removed (a unit's
-    # channel count stands in for its cost: heads and channels of one projection differ only by it)
+def _newton_unit_score(W, stats: InputStats, groups, costs, cfg) -> torch.Tensor:
+    # rank="loss": the compensated loss L* (Thm 3) of each unit alone, per parameter it removes, so a head
+    # (q/k/v rows + o columns) and an MLP channel compare by what their removal buys
     if cfg.rank == "mask":
         z = _newton_score(W, None, stats, cfg.ratio, cfg)
         return torch.stack([z[g].mean() for g in groups])
-    return scoring.optimal_losses(W, stats.G, groups, damp=cfg.damp) / torch.tensor([len(g) for g in groups])
+    return scoring.optimal_losses(W, stats.G, groups, damp=cfg.damp) / torch.tensor(costs, dtype=torch.float64)
 
 
 def _newton_compensate(W, b, stats: InputStats, keep, pruned, cfg):
