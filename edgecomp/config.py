@@ -37,6 +37,15 @@ class PruneConfig:
     sequential: bool = True  # uniform: score + compensate layer by layer on the already-pruned model
     lam: float = 1.0  # Newton: weight λ of the (1ᵀz - r)² term, with X normalised to ‖X‖_F = 1
     damp: float = 0.01  # Newton compensation: γ as a fraction of mean(diag XᵀX)
+    # UPop (search + retrain on the model's task, edgecomp.prune.upop): vit-fmnist and minilm-l6 only
+    upop_seconds: float = 1500.0  # wall-clock box for search + retrain (vit-fmnist builds in < 30 min on 2 cores)
+    upop_search_share: float = 0.5  # share of upop_seconds for the search; the compact model retrains the rest
+    upop_steps: int = 0  # > 0: exactly this many search steps and as many retrain steps (upop_seconds ignored)
+    upop_interval: int = 0  # search steps between mask updates; 0 = search steps // 100 (at least 1)
+    upop_batch: int = 64  # training batch (images, or sentences for the distillation loss)
+    upop_lr: float = 1e-4  # AdamW learning rate of search and retrain (retrain decays it to 0 on a cosine)
+    upop_w_attn: float = 4.8e-3  # weight of Σ|ζ_attn| in the search loss (the paper's w_sp_attn)
+    upop_w_mlp: float = 2e-4  # weight of Σ|ζ_mlp| (w_sp_mlp)
 
     def __post_init__(self):
         _check(0.0 <= self.ratio < MAX_PRUNE_RATIO, f"prune.ratio must be in [0, {MAX_PRUNE_RATIO}), got {self.ratio}",
@@ -49,6 +58,19 @@ class PruneConfig:
         _check(self.multiple >= 1, f"prune.multiple must be >= 1, got {self.multiple}", "e.g. 8")
         _check(self.lam > 0 and self.damp >= 0, f"prune.lam must be > 0 and prune.damp >= 0, got {self.lam}, "
                f"{self.damp}", "the defaults are lam = 1.0, damp = 0.01")
+        _check(self.upop_seconds > 0, f"prune.upop_seconds must be > 0, got {self.upop_seconds}", "e.g. 1500")
+        _check(0 < self.upop_search_share < 1, f"prune.upop_search_share must be in (0, 1), got "
+               f"{self.upop_search_share}", "e.g. 0.5: half searching, half retraining")
+        _check(self.upop_steps >= 0 and self.upop_interval >= 0 and self.upop_batch >= 1,
+               f"prune.upop_steps and prune.upop_interval must be >= 0 and prune.upop_batch >= 1, got "
+               f"{self.upop_steps}, {self.upop_interval}, {self.upop_batch}", "0 steps = from upop_seconds")
+        _check(self.upop_lr > 0 and self.upop_w_attn >= 0 and self.upop_w_mlp >= 0,
+               f"prune.upop_lr must be > 0 and the sparsity weights >= 0, got {self.upop_lr}, {self.upop_w_attn}, "
+               f"{self.upop_w_mlp}", "the defaults are upop_lr = 1e-4, upop_w_attn = 4.8e-3, upop_w_mlp = 2e-4")
+        _check(not (self.method == "upop" and self.budget_ms > 0),
+               "a latency budget cannot be searched with prune method upop",
+               "the budget search rebuilds per candidate ratio and UPop retrains each time: use --prune RATIO "
+               "with upop, or --prune-method newton with --prune-budget-ms")
 
     @property
     def enabled(self) -> bool:

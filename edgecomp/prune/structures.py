@@ -11,9 +11,9 @@ A ``Layer`` is one transformer block seen by the pruner:
   its output projection (fc2 / down: channels are input columns).
 
 ``ADAPTERS`` maps a torch module's class name to a function returning its layers, so supporting a new
-family is one registered function. Cutting goes through ``keep_heads`` / ``keep_channels``, which slice
-``nn.Linear`` weights (and biases: the kept bias is the original one, never a fresh init) and update the
-attribute the family's forward reads its head count from.
+family is one registered function. Cutting goes through ``keep_heads`` / ``keep_head_dims`` (UPop) /
+``keep_channels``, which slice ``nn.Linear`` weights (and biases: the kept bias is the original one, never
+a fresh init) and update the attributes the family's forward reads its head count and head size from.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class AttentionSite:
     head_dim: int
     kv_heads: int
     set_heads: Callable[[int], None]  # tells the module its new (query) head count
+    # tells the module its new per-head dimension (UPop); None where dims cannot be cut (RoPE pairs them)
+    set_head_dim: Callable[[int], None] | None = None
 
     @property
     def grouped(self) -> bool:
@@ -79,7 +81,8 @@ def vit_layers(module: nn.Module) -> list[Layer]:
     layers = []
     for i, blk in enumerate(module.blocks):
         a = blk.attn
-        site = AttentionSite((a.q, a.k, a.v), a.o, a.heads, a.head_dim, a.heads, _setter(a, "heads"))
+        site = AttentionSite((a.q, a.k, a.v), a.o, a.heads, a.head_dim, a.heads, _setter(a, "heads"),
+                             _setter(a, "head_dim"))  # the softmax scale is a fixed attribute: unchanged
         layers.append(Layer(i, site, MlpSite((blk.mlp.fc1,), blk.mlp.fc2)))
     return layers
 
@@ -94,7 +97,8 @@ def bert_layers(module: nn.Module) -> list[Layer]:
         d = s.attention_head_size
         site = AttentionSite((s.query, s.key, s.value), blk.attention.output.dense, s.num_attention_heads, d,
                              s.num_attention_heads,
-                             _setter(s, "num_attention_heads", "all_head_size", scale={"all_head_size": d}))
+                             _setter(s, "num_attention_heads", "all_head_size", scale={"all_head_size": d}),
+                             _bert_head_dim_setter(s))
         layers.append(Layer(i, site, MlpSite((blk.intermediate.dense,), blk.output.dense)))
     return layers
 
@@ -114,6 +118,15 @@ def llama_layers(module: nn.Module) -> list[Layer]:
                              _gqa_setter(a, kv) if kv < heads else _ignore)
         layers.append(Layer(i, site, MlpSite((blk.mlp.gate_proj, blk.mlp.up_proj), blk.mlp.down_proj)))
     return layers
+
+
+def _bert_head_dim_setter(s: nn.Module) -> Callable[[int], None]:
+    # BertSelfAttention views q/k/v as (-1, attention_head_size) and scales by its fixed ``scaling``
+    def set_head_dim(d: int) -> None:
+        s.attention_head_size = d
+        s.all_head_size = s.num_attention_heads * d
+
+    return set_head_dim
 
 
 def _ignore(n: int) -> None:
@@ -187,6 +200,33 @@ def keep_heads(site: AttentionSite, heads: list[int], o_weight: torch.Tensor | N
     site.set_heads(len(heads))
 
 
+def head_dim_channels(site: AttentionSite, dims: list[int]) -> torch.Tensor:
+    """Indices of the q/k/v rows (= o input columns) of per-head dims ``dims`` in every head: int64
+    [heads*len(dims)], head-major like the projections' output layout."""
+    d = site.head_dim
+    return torch.tensor([h * d + j for h in range(site.heads) for j in sorted(dims)], dtype=torch.int64)
+
+
+def keep_head_dims(site: AttentionSite, dims: list[int]) -> None:
+    """Keep per-head dimensions ``dims`` in every head (UPop's attention cut), cut the rest.
+
+    The same dims go from every head's q, k and v rows (biases sliced, the originals kept) and from the
+    matching o input columns; the head count is unchanged and the softmax scale stays the original
+    1/√head_dim (the families read it from a fixed attribute). Refused where dims cannot be cut (rotary
+    embeddings pair them, grouped k/v heads repeat): ``set_head_dim`` is None.
+    """
+    if site.set_head_dim is None or site.grouped:
+        raise ValueError("this attention's per-head dimensions cannot be cut (rotary embeddings or grouped k/v)")
+    if not dims:
+        raise ValueError("keep_head_dims needs at least one dim per head")
+    idx = head_dim_channels(site, dims)
+    for lin in site.inputs:
+        _slice_linear(lin, rows=idx)
+    _slice_linear(site.output, cols=idx)
+    site.head_dim = len(dims)
+    site.set_head_dim(len(dims))
+
+
 def keep_channels(site: MlpSite, channels: torch.Tensor, out_weight: torch.Tensor | None = None,
                   out_bias: torch.Tensor | None = None) -> None:
     """Keep MLP intermediate ``channels`` (int64, sorted); ``out_weight`` [out, full width] / ``out_bias``
@@ -215,6 +255,13 @@ def head_params(site: AttentionSite) -> int:
     """Parameters removed with one query head (q/k/v rows unless GQA, o columns), biases included."""
     rows = sum(lin.in_features + (lin.bias is not None) for lin in site.cut_inputs) * site.head_dim
     return rows + site.head_dim * site.output.out_features
+
+
+def head_dim_params(site: AttentionSite) -> int:
+    """Parameters removed with one per-head dim (UPop's attention mask entry): that row of q, k and v in
+    every head plus the matching o columns, biases included (DeiT-S: 18·(384+1) + 6·384 = 9234)."""
+    return site.heads * (sum(lin.in_features + (lin.bias is not None) for lin in site.inputs)
+                         + site.output.out_features)
 
 
 def channel_params(site: MlpSite) -> int:

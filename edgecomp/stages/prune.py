@@ -2,7 +2,9 @@
 
 The torch model is deep-copied and pruned on the calibration feeds; later stages (merging, quantization,
 export, lowering) see the smaller model, so the exported graph and the TVM build carry the new widths.
-The report records per-layer kept heads and channels, parameters and FLOPs before and after.
+The report records per-layer kept heads and channels, parameters and FLOPs before and after. UPop
+(``edgecomp.prune.upop``) also trains: it needs a task loss registered for the model (``upop.TASKS``:
+vit-fmnist, minilm-l6) and records its search / retrain steps and seconds in the summary.
 A latency budget (``prune.budget_ms``) is searched by the pipeline, which calls this stage per ratio.
 """
 
@@ -23,22 +25,35 @@ NAME, REQUIRES = "prune", "torch"
 def run(model: Model, cfg: PruneConfig, target: Target) -> Model:
     if cfg.ratio <= 0:
         return skipped(model, NAME, "prune.ratio is 0")
-    if cfg.method == "upop":
-        raise ConfigError("prune method 'upop' (search + retraining) is not in this version of edgecomp",
-                          hint="use --prune-method newton (training-free), flap or magnitude")
     from edgecomp.prune import flops, prune
 
+    if cfg.method == "upop":  # fail fast, before any copy: the family and the task loss must exist
+        from edgecomp.prune import upop
+
+        upop.check_supported(model.payload)
+        upop.task_for(model.name)
     if not model.calibration:
         raise ConfigError(f"pruning {model.name} needs calibration feeds", hint="build with calib_samples >= 1")
     names = [s.name for s in model.inputs]
     module = copy.deepcopy(model.payload)
     flops_before = flops(module, model.calibration[0], names)
     t0 = time.perf_counter()
-    summary = prune(module, cfg, list(model.calibration), names)
+    timings = {}
+    if cfg.method == "upop":
+        summary = upop.prune_with_task(module, model.payload, model, cfg)
+        timings = {"prune_upop_search": summary["upop"]["search"]["seconds"],
+                   "prune_upop_retrain": summary["upop"]["retrain"]["seconds"]}
+    else:
+        summary = prune(module, cfg, list(model.calibration), names)
     seconds = time.perf_counter() - t0
     summary["flops"] = [flops_before, flops(module, model.calibration[0], names)]
     before, after = summary["params"]
     note = (f"prune: {cfg.method} removed {summary['removed_share_of_prunable']:.1%} of the attention + MLP "
             f"parameters ({before:,} -> {after:,} parameters in the model)")
-    return model.with_report(StageReport(NAME, "done", summary, timings={"prune_algorithm": round(seconds, 3)}),
+    if cfg.method == "upop":
+        up = summary["upop"]
+        note += (f"; UPop searched {up['search']['steps']} steps and retrained {up['retrain']['steps']} "
+                 f"({up['search']['seconds'] + up['retrain']['seconds']:.0f} s, {up['task']})")
+    return model.with_report(StageReport(NAME, "done", summary,
+                                         timings={"prune_algorithm": round(seconds, 3), **timings}),
                              payload=module, notes=model.notes + (note,))

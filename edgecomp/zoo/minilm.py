@@ -86,6 +86,15 @@ def load():
 
 def calibration(n: int, seed: int) -> list[Feeds]:
     """``n`` feeds of single sentences from CPython's pydoc topics (held apart from every eval set)."""
+    sentences = pydoc_sentences()
+    rng = random.Random(seed)
+    picks = rng.sample(sentences, n) if n <= len(sentences) else [rng.choice(sentences) for _ in range(n)]
+    return encode_text(picks, SEQ_LEN)
+
+
+@functools.lru_cache(maxsize=1)
+def pydoc_sentences() -> tuple[str, ...]:
+    """The prose sentences of CPython's pydoc topics (calibration and UPop's unlabelled training text)."""
     from edgecomp.zoo.data.text import pydoc_topics
 
     sentences = []
@@ -95,9 +104,7 @@ def calibration(n: int, seed: int) -> list[Feeds]:
             # prose paragraphs only (code samples and grammar rules make poor sentences)
             if len(para) > 40 and para[0].isupper() and not para.startswith(("Changed in", "Added in", "New in")):
                 sentences.extend(s.strip().rstrip(".") + "." for s in para.split(". ") if len(s.split()) >= 5)
-    rng = random.Random(seed)
-    picks = rng.sample(sentences, n) if n <= len(sentences) else [rng.choice(sentences) for _ in range(n)]
-    return encode_text(picks, SEQ_LEN)
+    return tuple(sentences)
 
 
 ENTRY = register(ZooEntry(

@@ -47,6 +47,8 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
+        # fixed at construction: pruning per-head dims (UPop) must keep the original 1/√head_dim
+        self.scale = self.head_dim**-0.5
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -60,10 +62,11 @@ class Attention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                bias: torch.Tensor | None = None) -> torch.Tensor:
-        """softmax(q kᵀ / √D [+ bias]) v, heads merged and projected: [B, N, dim]. ``bias`` broadcasts over
-        the logits [B, H, N, N] (token merging's ``log s`` per key)."""
+        """softmax(q kᵀ · scale [+ bias]) v, heads merged and projected: [B, N, dim]. ``scale`` is 1/√head_dim
+        of the unpruned model; ``bias`` broadcasts over the logits [B, H, N, N] (token merging's ``log s``
+        per key)."""
         B, H, N, D = q.shape
-        logits = (q * D**-0.5) @ k.transpose(-2, -1)
+        logits = (q * self.scale) @ k.transpose(-2, -1)
         if bias is not None:
             logits = logits + bias
         return self.o((torch.softmax(logits, dim=-1) @ v).transpose(1, 2).reshape(B, N, H * D))
