@@ -31,6 +31,7 @@ VARIANTS = ("newton", "flap", "flap-global", "magnitude")
 BUILT = {"vit-fmnist": VARIANTS, "minilm-l6": ("newton",), "smollm2-135m": ("newton",)}
 BEGIN, END = "<!-- prune-results:begin -->", "<!-- prune-results:end -->"
 ABL_BEGIN, ABL_END = "<!-- prune-ablation:begin -->", "<!-- prune-ablation:end -->"
+BUD_BEGIN, BUD_END = "<!-- prune-budget:begin -->", "<!-- prune-budget:end -->"
 
 
 def edgecomp(*args: str) -> None:
@@ -43,11 +44,12 @@ def _split(variant: str) -> tuple[str, str]:
     return method, alloc or "uniform"
 
 
-def run_built(model: str, ratio: float, variant: str, build_dir: Path) -> dict:
+def run_built(model: str, ratio: float, variant: str, build_dir: Path, extra: tuple[str, ...] = ()) -> dict:
     name = f"{model}-{variant}-{ratio}"
     art = build_dir / "prune" / name
     prune = [] if ratio == 0 else ["--prune", str(ratio), "--prune-method", _split(variant)[0],
-                                   "--set", f'prune.allocation="{_split(variant)[1]}"']
+                                   "--set", f'prune.allocation="{_split(variant)[1]}"',
+                                   *(a for e in extra for a in ("--set", e))]
     edgecomp("build", model, "--target", "x86", *prune, "-o", str(art))
     # the fp32 reference is the unpruned row's own value: run it once, not per pruned row
     edgecomp("eval", str(art), "--json", str(art / "eval.json"), *([] if ratio == 0 else ["--no-reference"]))
@@ -95,13 +97,15 @@ def run_torch(model: str, ratio: float, variant: str, extra: tuple[str, ...] = (
             "prune_seconds": round(seconds, 1)}
 
 
-def run(model: str, ratio: float, variant: str, build_dir: Path, skip_done: bool) -> None:
+def run(model: str, ratio: float, variant: str, build_dir: Path, skip_done: bool, extra: tuple[str, ...] = ()) -> None:
     out = RESULTS / f"{model}-{variant if ratio else 'unpruned'}-{ratio}.json"
     if skip_done and out.exists():
         return
-    built = ratio == 0 or variant in BUILT[model]
-    result = run_built(model, ratio, variant, build_dir) if built else run_torch(model, ratio, variant)
-    result.update({"model": model, "ratio": ratio, "variant": variant if ratio else "unpruned"})
+    built = ratio == 0 or variant in BUILT[model] or variant == "upop"  # upop trains: build it once, for real
+    result = (run_built(model, ratio, variant, build_dir, extra) if built
+              else run_torch(model, ratio, variant, extra))
+    result.update({"model": model, "ratio": ratio, "variant": variant if ratio else "unpruned",
+                   "overrides": list(extra)})
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 
@@ -119,12 +123,12 @@ ABLATIONS = (
 )
 
 
-def run_ablations(skip_done: bool) -> None:
+def run_ablations(skip_done: bool, models: list[str]) -> None:
     out_dir = RESULTS / "ablation"
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, (model, ratio, name, extra) in enumerate(ABLATIONS):
         out = out_dir / f"{model}-{i}.json"
-        if skip_done and out.exists():
+        if model not in models or (skip_done and out.exists()):
             continue
         allocation = "global" if any("global" in e for e in extra) else "uniform"
         result = run_torch(model, ratio, "newton" if allocation == "uniform" else "newton-global",
@@ -145,17 +149,57 @@ def ablation_table() -> str:
             "`python bench/prune_results.py --ablations` (JSON in `bench/results/prune/ablation/`).")
 
 
+def rebench(build_dir: Path) -> None:
+    """Time every built row again (``edgecomp bench --compare none``), one after another on a quiet machine."""
+    for f in sorted(RESULTS.glob("*.json")):
+        r = json.loads(f.read_text())
+        if not r["built"]:
+            continue
+        art = build_dir / "prune" / f"{r['model']}-{'newton' if r['ratio'] == 0 else r['variant']}-{r['ratio']}"
+        edgecomp("bench", str(art), "--compare", "none", "--json", str(art / "bench.json"))
+        r["p50_ms"] = json.loads((art / "bench.json").read_text())["results"]["edgecomp"]["p50_ms"]
+        f.write_text(json.dumps(r, indent=2) + "\n")
+
+
+def run_budget(model: str, budget_ms: float, build_dir: Path) -> None:
+    """``edgecomp build MODEL --prune-budget-ms X``, then ``edgecomp bench`` on the result: does it meet X?"""
+    art = build_dir / "budget" / f"{model}-{budget_ms}ms"
+    edgecomp("build", model, "--target", "x86", "--prune-budget-ms", str(budget_ms), "-o", str(art))
+    edgecomp("bench", str(art), "--compare", "none", "--json", str(art / "bench.json"))
+    stages = {s["stage"]: s for s in json.loads((art / "report.json").read_text())["stages"]}
+    p50 = json.loads((art / "bench.json").read_text())["results"]["edgecomp"]["p50_ms"]
+    out = RESULTS / "budget" / f"{model}-{budget_ms}ms.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": model, "budget_ms": budget_ms, "search": stages["prune"]["budget"],
+                               "params": stages["prune"].get("params"), "bench_p50_ms": p50,
+                               "meets_budget": p50 <= budget_ms,
+                               "timings": json.loads((art / "timings.json").read_text())}, indent=2) + "\n")
+
+
+def budget_table() -> str:
+    rows = ["| model | budget ms | chosen ratio | search trials (ratio: p50 ms) | `edgecomp bench` p50 ms after "
+            "| met |",
+            "|---|---|---|---|---|---|"]
+    for f in sorted((RESULTS / "budget").glob("*.json")):
+        r = json.loads(f.read_text())
+        trials = ", ".join(f"{t['ratio']}: {t['p50_ms']:.1f}" for t in r["search"]["trials"])
+        rows.append(f"| {r['model']} | {r['budget_ms']} | {r['search']['chosen_ratio']} | {trials} | "
+                    f"{r['bench_p50_ms']:.2f} | {'yes' if r['meets_budget'] else 'no'} |")
+    return ("\n".join(rows) + "\n\nRegenerate: `python bench/prune_results.py --budget MODEL:MS` "
+            "(JSON in `bench/results/prune/budget/`).")
+
+
 def _rows() -> list[dict]:
     return [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
 
 
 def table() -> str:
     rows = ["| model | ratio | method (allocation) | quality | params | removed of prunable | GFLOPs | "
-            "edgecomp p50 ms |", "|---|---|---|---|---|---|---|---|"]
+            "params.bin MB | edgecomp p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
     runs = _rows()
     for model in GRID:
         mine = [r for r in runs if r["model"] == model]
-        order = {v: i for i, v in enumerate(("unpruned", *VARIANTS, "newton-global", "magnitude-global"))}
+        order = {v: i for i, v in enumerate(("unpruned", *VARIANTS, "newton-global", "magnitude-global", "upop"))}
         for r in sorted(mine, key=lambda r: (r["ratio"], order.get(r["variant"], 99))):
             ev, p = r["eval"], r["prune"]
             quality = f"{ev['metric']} {ev['value']:.4f}"
@@ -168,9 +212,12 @@ def table() -> str:
             removed = f"{p['removed_share_of_prunable']:.1%}" if "removed_share_of_prunable" in p else "–"
             gflops = f"{p['flops'][1] / 1e9:.2f}" if "flops" in p else "–"
             ms = f"{r['p50_ms']:.2f}" if r.get("p50_ms") else "– (torch eval)"
+            size = f"{r['params_bin_bytes'] / 1e6:.2f}" if r.get("params_bin_bytes") else "–"
             method = r["variant"] if r["variant"] == "unpruned" else r["variant"].replace("-global", " (global)")
+            if r.get("overrides"):
+                method += " (" + ", ".join(r["overrides"]) + ")"
             rows.append(f"| {model} | {r['ratio']} | {method} | {quality} | {params if params else '–'} | {removed} "
-                        f"| {gflops} | {ms} |")
+                        f"| {gflops} | {size} | {ms} |")
     return ("\n".join(rows) + "\n\nQuality: vit-fmnist top-1 on the 10k Fashion-MNIST test images; minilm-l6 Lee-50 "
             "Pearson (WordSim353 / SimLex999 Spearman); smollm2-135m perplexity on held-out Austen (enwiki). "
             "Rows with a latency are built artifacts (quality through TVM); the others are the same pruning "
@@ -214,10 +261,19 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--redo", action="store_true", help="re-run rows whose JSON exists")
     ap.add_argument("--ablations", action="store_true", help="run the design ablations instead of the grid")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra build overrides for the pruned rows (recorded in the JSON)")
+    ap.add_argument("--rebench", action="store_true", help="re-time the built rows only")
+    ap.add_argument("--budget", default="", help="MODEL:MS, build to that latency budget instead of the grid")
     args = ap.parse_args()
     args.build_dir = args.build_dir if args.build_dir.is_absolute() else ROOT / args.build_dir
-    if args.ablations and not args.table_only:
-        run_ablations(not args.redo)
+    if args.rebench:
+        rebench(args.build_dir)
+    elif args.budget and not args.table_only:
+        model, ms = args.budget.split(":")
+        run_budget(model, float(ms), args.build_dir)
+    elif args.ablations and not args.table_only:
+        run_ablations(not args.redo, args.models.split(","))
     elif not args.table_only:
         for model in args.models.split(","):
             ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else GRID[model]
@@ -225,13 +281,15 @@ def main() -> None:
             for ratio in ratios:
                 for variant in args.variants.split(","):
                     try:
-                        run(model, ratio, variant, args.build_dir, not args.redo)
+                        run(model, ratio, variant, args.build_dir, not args.redo, tuple(args.extra))
                     except subprocess.CalledProcessError as e:
                         print(f"!! {model} {variant} {ratio} failed: {e}", flush=True)
     plot()
-    replace_section(ROOT / "README.md", BEGIN, END, table())
+    replace_section(BEGIN, END, table())
     if (RESULTS / "ablation").exists():
-        replace_section(ROOT / "README.md", ABL_BEGIN, ABL_END, ablation_table())
+        replace_section(ABL_BEGIN, ABL_END, ablation_table())
+    if (RESULTS / "budget").exists():
+        replace_section(BUD_BEGIN, BUD_END, budget_table())
 
 
 if __name__ == "__main__":
