@@ -71,9 +71,10 @@ BUDGET_STEPS = 4  # bisection steps after the two ends: the ratio is found to wi
 
 
 def _search_budget(model, cfg: BuildConfig, target: Target, out: Path, timings: dict, progress=None):
-    """The least-pruned build whose measured p50 latency meets ``cfg.prune.budget_ms`` (bisection on the
-    global ratio). Every candidate is compiled, written to a scratch artifact next to ``out``, timed the
-    way `edgecomp bench` times it (``edgecomp`` engine alone) and deleted. Returns (model, cfg) to write."""
+    """The least-pruned build whose measured p50 latency meets ``cfg.prune.budget_ms`` (bisection on
+    ``prune.ratio``, every other setting as configured). Every candidate is compiled, written to a scratch
+    artifact next to ``out``, timed the way `edgecomp bench` times it (``edgecomp`` engine alone) and
+    deleted. Returns (model, cfg) to write."""
     import shutil
     import tempfile
 
@@ -83,7 +84,7 @@ def _search_budget(model, cfg: BuildConfig, target: Target, out: Path, timings: 
         raise ConfigError(f"a latency budget needs a target that runs on this machine; {target.name} runs under "
                           f"{target.runner}", hint="drop --prune-budget-ms, or build for x86 and prune with --prune")
     budget = cfg.prune.budget_ms
-    trials: dict[float, tuple[float, object]] = {}
+    trials: dict[float, tuple[float, object, dict]] = {}  # ratio -> (p50 ms, compiled model, stage timings)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-budget-", dir=out.parent if out.parent.exists() else None))
 
     def trial(ratio: float) -> float:
