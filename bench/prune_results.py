@@ -144,7 +144,8 @@ def ablation_table() -> str:
         r = json.loads(f.read_text())
         ev = r["eval"]
         rows.append(f"| {r['model']} | {r['ratio']} | {r['name']} | {ev['metric']} {ev['value']:.4f} |")
-    return ("\n".join(rows) + "\n\nTorch evaluation, same calibration and data as the table above; the default "
+    return ("Design ablations (Newton's ranking, allocation, layer-by-layer pruning):\n\n" + "\n".join(rows) +
+            "\n\nTorch evaluation, same calibration and data as the table above; the default "
             "(rank=loss, uniform, layer by layer) is the `newton` row there. Regenerate: "
             "`python bench/prune_results.py --ablations` (JSON in `bench/results/prune/ablation/`).")
 
