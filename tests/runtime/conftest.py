@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edgecomp import api
@@ -44,3 +45,22 @@ def vit_fmnist_builds(arm64, tmp_path_factory):
     """(x86 artifact, arm64 artifact) of vit-fmnist, built once for every arm64 test that needs them."""
     tmp = tmp_path_factory.mktemp("vit-fmnist")
     return _build_or_skip("vit-fmnist", "x86", tmp / "x86"), _build_or_skip("vit-fmnist", arm64, tmp / "arm64")
+
+
+REL_TOL = 1e-4  # arm64 vs reference outputs: max |a - ref| <= REL_TOL * max(1, max |ref|)
+
+
+def _assert_outputs_close(got, ref, names, what: str) -> None:
+    for name, a, x in zip(names, got, ref, strict=True):
+        assert a.shape == x.shape and a.dtype == x.dtype, name
+        tol = REL_TOL * max(1.0, float(np.abs(x).max()))
+        diff = float(np.abs(a.astype(np.float64) - x).max())
+        assert diff <= tol, f"{name}: max |{what}| {diff:.3g} > {tol:.3g}"
+
+
+@pytest.fixture(scope="session")
+def assert_outputs_close():
+    """``assert_outputs_close(got, ref, names, what)``: same shape and dtype per output, and
+    max |got - ref| within ``REL_TOL`` relative to the reference's largest magnitude (``what`` names the pair
+    in the failure message)."""
+    return _assert_outputs_close

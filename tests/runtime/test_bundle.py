@@ -1,7 +1,8 @@
 """arm64 bundles (``edgecomp package``): the example cross-built with aarch64-linux-gnu-gcc and run under
 qemu-aarch64 against x86 / onnxruntime, the size budget, and bad input through the C API.
 
-Tolerance (as in test_qemu.py): ``max |bundle - reference| <= 1e-4 * max(1, max |reference|)``. The bundle
+Tolerance (conftest.REL_TOL, as in test_qemu.py): ``max |bundle - reference| <= 1e-4 * max(1, max |reference|)``.
+The bundle
 runs the arm64 artifact's code, which differs from the x86 build or onnxruntime only in the order of fp32
 sums (measured: ~1e-6 on vit-fmnist logits, ~2e-7 on MiniLM embeddings); a real fault moves outputs by 1e-2
 or more. Each model is built once per session; qemu timings are not measured.
@@ -21,7 +22,6 @@ import pytest
 from edgecomp.config import BuildConfig
 from edgecomp.runtime import bundle, cross
 
-REL_TOL = 1e-4
 # Runtime + model code of a bundle, stripped, params excluded. Measured (bench/results/bundle/): vit-fmnist
 # 5.45 MB, minilm-l6 5.52 MB (libtvm_runtime 2.95 + libtvm_ffi 2.23 + libedgecomp 0.13 + model.so 0.13 /
 # 0.20); vit-fmnist's static program 0.27 MB + the runtime. The headroom is for model code, not the runtime.
@@ -88,14 +88,6 @@ def _signature(path: Path) -> dict:
     return sig
 
 
-def _assert_close(got, ref, names):
-    for name, a, x in zip(names, got, ref, strict=True):
-        assert a.shape == x.shape and a.dtype == x.dtype, name
-        tol = REL_TOL * max(1.0, float(np.abs(x).max()))
-        diff = float(np.abs(a.astype(np.float64) - x).max())
-        assert diff <= tol, f"{name}: max |bundle - reference| {diff:.3g} > {tol:.3g}"
-
-
 def test_layout_and_signature(vit_bundle, vit_fmnist_builds):
     arm = vit_fmnist_builds[1]
     for rel in ("include/edgecomp.h", "params.bin", "model.txt", "example/main.c", "example/Makefile",
@@ -115,20 +107,20 @@ def test_layout_and_signature(vit_bundle, vit_fmnist_builds):
         assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183, lib  # EM_AARCH64
 
 
-def test_vit_fmnist_example_matches_x86(vit_bundle, vit_fmnist_builds, arm64, tmp_path):
+def test_vit_fmnist_example_matches_x86(vit_bundle, vit_fmnist_builds, arm64, tmp_path, assert_outputs_close):
     x86, arm = vit_fmnist_builds
     rng = np.random.default_rng(5)
     for i, feeds in enumerate([arm.example_inputs(), {"pixels": rng.standard_normal((1, 1, 28, 28), np.float32)}]):
         (tmp_path / str(i)).mkdir()
         got = _run_example(vit_bundle, arm64, [feeds[s.name] for s in arm.inputs], tmp_path / str(i))
-        _assert_close(got, x86.load_runner()(feeds), arm.outputs)
+        assert_outputs_close(got, x86.load_runner()(feeds), arm.outputs, "bundle - reference")
         # the static program runs the same model lowered again as a system lib: the same code, the same bits
         static = _run_example(vit_bundle, arm64, [feeds[s.name] for s in arm.inputs], tmp_path / str(i),
                               "example-static")
         assert all(np.array_equal(a, b) for a, b in zip(static, got, strict=True))
 
 
-def test_minilm_example_matches_onnxruntime(minilm, arm64, tmp_path):
+def test_minilm_example_matches_onnxruntime(minilm, arm64, tmp_path, assert_outputs_close):
     """Two int64 inputs; the reference is onnxruntime on the artifact's own model.onnx (the graph it compiled)."""
     from edgecomp import onnx_tools
 
@@ -136,7 +128,7 @@ def test_minilm_example_matches_onnxruntime(minilm, arm64, tmp_path):
     feeds = art.example_inputs()
     got = _run_example(path, arm64, [feeds[s.name] for s in art.inputs], tmp_path)
     ref = onnx_tools.run(onnx_tools.session(str(art.path / "model.onnx")), feeds)
-    _assert_close(got, ref, art.outputs)
+    assert_outputs_close(got, ref, art.outputs, "bundle - reference")
 
 
 def test_token_ids_outside_the_vocabulary_are_refused(minilm, arm64, tmp_path):

@@ -21,8 +21,6 @@ from edgecomp.artifact import Artifact
 from edgecomp.errors import ConfigError
 from edgecomp.runtime import cross
 
-REL_TOL = 1e-4
-
 
 def _synthetic_onnx(path):
     """Two inputs (float32, int64 ids) and two outputs: Gather + Add -> MatMul + bias -> (Relu, Softmax)."""
@@ -46,14 +44,6 @@ def _synthetic_onnx(path):
     return path
 
 
-def _assert_match(arm_outs, x86_outs, names):
-    for name, a, x in zip(names, arm_outs, x86_outs, strict=True):
-        assert a.shape == x.shape and a.dtype == x.dtype, name
-        tol = REL_TOL * max(1.0, float(np.abs(x).max()))
-        diff = float(np.abs(a.astype(np.float64) - x).max())
-        assert diff <= tol, f"{name}: max |arm64 - x86| {diff:.3g} > {tol:.3g}"
-
-
 def _both(source, arm64, tmp_path, **kw):
     x86_art = api.build(source, "x86", tmp_path / "x86", **kw)
     arm_art = api.build(source, arm64, tmp_path / "arm64", **kw)
@@ -67,7 +57,7 @@ def synthetic(arm64, tmp_path_factory):
     return _both(_synthetic_onnx(tmp / "synthetic.onnx"), arm64, tmp)
 
 
-def test_synthetic_onnx_matches_x86(synthetic):
+def test_synthetic_onnx_matches_x86(synthetic, assert_outputs_close):
     x86, arm = synthetic
     manifest = arm.manifest
     assert manifest["target"]["runner"] == "qemu" and manifest["target"]["tvm"]["mtriple"] == "aarch64-linux-gnu"
@@ -78,14 +68,14 @@ def test_synthetic_onnx_matches_x86(synthetic):
     arm_outs = arm.load_runner().run_many(feeds)  # one qemu process, three runs
     x86_runner = x86.load_runner()
     for f, outs in zip(feeds, arm_outs, strict=True):
-        _assert_match(outs, x86_runner(f), arm.outputs)
+        assert_outputs_close(outs, x86_runner(f), arm.outputs, "arm64 - x86")
 
 
-def test_vit_fmnist_matches_x86(vit_fmnist_builds):
+def test_vit_fmnist_matches_x86(vit_fmnist_builds, assert_outputs_close):
     x86, arm = vit_fmnist_builds
     assert arm.report()["stages"][-1]["naive"] == []  # every PrimFunc got a schedule for NEON too
     feeds = [arm.example_inputs()]
-    _assert_match(arm.load_runner().run_many(feeds)[0], x86.load_runner()(feeds[0]), arm.outputs)
+    assert_outputs_close(arm.load_runner().run_many(feeds)[0], x86.load_runner()(feeds[0]), arm.outputs, "arm64 - x86")
     # the CLI's run goes through qemu as well; bench refuses to time the emulator
     run = subprocess.run([sys.executable, "-m", "edgecomp", "run", str(arm.path)], capture_output=True, text=True)
     assert run.returncode == 0 and "logits: shape [1, 10] float32" in run.stdout, run.stderr
