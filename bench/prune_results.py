@@ -66,12 +66,8 @@ def run_built(model: str, ratio: float, variant: str, build_dir: Path, extra: tu
 def run_torch(model: str, ratio: float, variant: str, extra: tuple[str, ...] = ()) -> dict:
     """Prune in-process with the build's defaults (calibration 32 samples, seed 0) and evaluate with torch;
     ``extra`` are further ``--set`` overrides (the ablations)."""
-    import numpy as np
-    import torch
-
-    from edgecomp import zoo
+    from edgecomp import api, zoo
     from edgecomp.config import BuildConfig
-    from edgecomp.eval import get_task
     from edgecomp.stages import prune as prune_stage
     from edgecomp.stages.importer import load
     from edgecomp.targets import load_target
@@ -83,16 +79,8 @@ def run_torch(model: str, ratio: float, variant: str, extra: tuple[str, ...] = (
     t0 = time.perf_counter()
     pruned = prune_stage.run(imported, cfg.prune, load_target("x86"))
     seconds = time.perf_counter() - t0
-    module, entry = pruned.payload, zoo.get(model)
-
-    def engine(feeds):
-        with torch.no_grad():
-            out = module(*(torch.from_numpy(np.asarray(feeds[s.name])) for s in entry.inputs))
-        return [out.numpy()]
-
-    res = get_task(entry.task)(engine, None, entry.inputs, None)
-    ev = {"model": model, "task": res.task, "metric": res.metric, "value": res.value, "n": res.n, "engine": "torch",
-          "higher_is_better": res.higher_is_better, "details": res.details}
+    entry = zoo.get(model)
+    ev = api.evaluate_module(pruned.payload, model, entry.inputs, entry.task)
     return {"built": False, "eval": ev, "p50_ms": None, "prune": pruned.reports[-1].to_dict(),
             "prune_seconds": round(seconds, 1)}
 

@@ -59,32 +59,38 @@ def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torc
 
 def evaluate(model: str | Path, task: str | None = None, limit: int | None = None, reference: bool = True) -> dict:
     """Quality of an artifact (TVM) or a zoo model (torch) on its task's real data."""
-    from edgecomp.eval import get_task
-
     path = Path(model)
-    if (path / "manifest.json").exists():
-        from edgecomp.artifact import Artifact
-        from edgecomp.runtime.engines import TorchEngine, TVMEngine
-
-        art = Artifact.open(path)
-        task = task or art.manifest.get("task")
-        engine, inputs, name = TVMEngine(art, 2), art.inputs, art.name
-        ref_engine = TorchEngine(art, 2) if reference and art.manifest["source"]["kind"] in ("zoo", "hf") else None
-        engine_name = "edgecomp"
-    else:
+    if not (path / "manifest.json").exists():
         from edgecomp import zoo
 
         entry = zoo.get(str(model))
-        task = task or entry.task
-        module = entry.load()
-        inputs, name, ref_engine, engine_name = entry.inputs, entry.name, None, "torch"
+        return evaluate_module(entry.load(), entry.name, entry.inputs, task or entry.task, limit)
+    from edgecomp.artifact import Artifact
+    from edgecomp.runtime.engines import TorchEngine, TVMEngine
 
-        def engine(feeds, _m=module, _inputs=inputs):
-            import torch
+    art = Artifact.open(path)
+    ref_engine = TorchEngine(art, 2) if reference and art.manifest["source"]["kind"] in ("zoo", "hf") else None
+    return _evaluate(TVMEngine(art, 2), ref_engine, art.inputs, art.name, task or art.manifest.get("task"),
+                     limit, "edgecomp")
 
-            with torch.no_grad():
-                out = _m(*(torch.from_numpy(s.check(feeds[s.name])) for s in _inputs))
-            return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+def evaluate_module(module, name: str, inputs, task: str | None, limit: int | None = None) -> dict:
+    """Quality of a torch ``module`` (taking ``inputs`` positionally) on ``task``: the JSON of `edgecomp eval`
+    with engine "torch" and no reference run."""
+
+    def engine(feeds):
+        import torch
+
+        with torch.no_grad():
+            out = module(*(torch.from_numpy(s.check(feeds[s.name])) for s in inputs))
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+    return _evaluate(engine, None, inputs, name, task, limit, "torch")
+
+
+def _evaluate(engine, ref_engine, inputs, name: str, task: str | None, limit: int | None, engine_name: str) -> dict:
+    from edgecomp.eval import get_task
+
     if not task:
         raise ConfigError(f"{name} has no evaluation task", hint="pass --task NAME")
     res = get_task(task)(engine, ref_engine, inputs, limit)
