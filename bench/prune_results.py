@@ -39,14 +39,18 @@ def edgecomp(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "edgecomp", *args], check=True, cwd=ROOT)
 
 
+def _art_dir(build_dir: Path, model: str, ratio: float, variant: str) -> Path:
+    """Where a built row's artifact lives (the unpruned row is built under the name "newton")."""
+    return build_dir / "prune" / f"{model}-{'newton' if ratio == 0 else variant}-{ratio}"
+
+
 def _split(variant: str) -> tuple[str, str]:
     method, _, alloc = variant.partition("-")
     return method, alloc or "uniform"
 
 
 def run_built(model: str, ratio: float, variant: str, build_dir: Path, extra: tuple[str, ...] = ()) -> dict:
-    name = f"{model}-{variant}-{ratio}"
-    art = build_dir / "prune" / name
+    art = _art_dir(build_dir, model, ratio, variant)
     prune = [] if ratio == 0 else ["--prune", str(ratio), "--prune-method", _split(variant)[0],
                                    "--set", f'prune.allocation="{_split(variant)[1]}"',
                                    *(a for e in extra for a in ("--set", e))]
@@ -144,7 +148,7 @@ def rebench(build_dir: Path) -> None:
         r = json.loads(f.read_text())
         if not r["built"]:
             continue
-        art = build_dir / "prune" / f"{r['model']}-{'newton' if r['ratio'] == 0 else r['variant']}-{r['ratio']}"
+        art = _art_dir(build_dir, r["model"], r["ratio"], r["variant"])
         edgecomp("bench", str(art), "--compare", "none", "--json", str(art / "bench.json"))
         r["p50_ms"] = json.loads((art / "bench.json").read_text())["results"]["edgecomp"]["p50_ms"]
         f.write_text(json.dumps(r, indent=2) + "\n")
