@@ -116,7 +116,8 @@ def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) ->
     layers = layers_of(module)
     params_before, prunable = count_params(module), prunable_params(layers)
     per_layer, tokens = [], 0
-    if cfg.allocation == "uniform" and cfg.sequential and not method.standardize:
+    sequential = cfg.allocation == "uniform" and cfg.sequential and not method.standardize
+    if sequential:
         for L in layers:
             stats = collect(module, [L.attn.output, L.mlp.output], feeds, input_names, stop_after=L.mlp.output)
             units = score_units([L], stats, method, cfg.ratio, cfg)
@@ -133,7 +134,6 @@ def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) ->
         tokens = stats[0].n if stats else 0
     after = count_params(module)
     prunable_after = prunable_params(layers)
-    sequential = cfg.allocation == "uniform" and cfg.sequential and not method.standardize
     return {"method": cfg.method, "allocation": cfg.allocation, "sequential": sequential, "ratio": cfg.ratio,
             "multiple": cfg.multiple, "calibration_tokens": tokens,
             "params": [params_before, after], "prunable_params": [prunable, prunable_after],
