@@ -55,3 +55,7 @@ class ArtifactError(EdgecompError):
 
 class InputError(EdgecompError):
     """Inputs given to run/bench do not match the model's input names, shapes or dtypes."""
+
+
+class DeviceError(EdgecompError):
+    """A remote device, its RPC tracker or a local farm cannot be reached, leased or started."""
