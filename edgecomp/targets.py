@@ -44,6 +44,7 @@ class Target:
     capabilities: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     cross: Cross | None = None  # set when the build machine cannot run the code natively
+    asic: dict = field(default_factory=dict)  # the simulated accelerator's [asic] table (runner "sim")
     path: str = ""
 
     def supports(self, capability: str) -> bool:
@@ -69,6 +70,8 @@ class Target:
              "capabilities": list(self.capabilities)}
         if self.cross is not None:
             d["cross"] = self.cross.to_dict()
+        if self.asic:
+            d["asic"] = self.asic
         return d
 
 
@@ -96,7 +99,7 @@ def load_target(name: str) -> Target:
     raise UnknownTargetError(f"unknown target {name!r}", hint=f"known targets: {names} (see `edgecomp targets`)")
 
 
-RUNNERS = ("local", "qemu")  # runners this version implements (rpc / sim: not yet)
+RUNNERS = ("local", "qemu", "sim")  # runners this version implements (rpc: not yet); sim: edgecomp.asic
 
 
 def _parse(path: Path) -> Target:
@@ -106,7 +109,7 @@ def _parse(path: Path) -> Target:
         t = Target(name=d["name"], description=d["description"], arch=d["arch"], runner=d["runner"],
                    schedule=d["schedule"], tvm=dict(d["tvm"]), tuning_database=d.get("tuning_database", ""),
                    capabilities=tuple(d.get("capabilities", ())), aliases=tuple(d.get("aliases", ())),
-                   cross=cross, path=str(path))
+                   cross=cross, asic=dict(d.get("asic", {})), path=str(path))
     except (KeyError, TypeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"target file {path} is invalid: {e}", hint="see targets/README.md for the fields") from None
     if t.runner not in RUNNERS:
@@ -115,4 +118,6 @@ def _parse(path: Path) -> Target:
     if t.runner == "qemu" and t.cross is None:
         raise ConfigError(f"target file {path}: runner 'qemu' needs a [cross] table",
                           hint="give cc, cc_package, emulator, emulator_package, sysroot and wheel_platform")
+    if t.runner == "sim" and not t.asic:
+        raise ConfigError(f"target file {path}: runner 'sim' needs an [asic] table", hint="see targets/asic-sim.toml")
     return t
