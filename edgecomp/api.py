@@ -37,24 +37,58 @@ def run(artifact: str | Path, feeds: Feeds | None = None) -> dict[str, np.ndarra
 
 
 def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torch"), policy=None,
-          progress=None) -> dict:
-    """Latency of the artifact and of the same model in other engines; the JSON of `edgecomp bench`."""
-    from edgecomp.artifact import Artifact, file_sha256
-    from edgecomp.bench.measure import BenchPolicy, measure, provenance
-
-    policy = policy or BenchPolicy()
-    art = Artifact.open(artifact)
-    engines = ["edgecomp", *[c for c in compare if c != "edgecomp"]]
+          progress=None, stats=None) -> dict:
+    """Latency of the artifact and of the same model in other engines on this machine: the JSON of
+    `edgecomp bench` (samples, bootstrap CIs, ratios to edgecomp with warnings, provenance)."""
+    from edgecomp.artifact import Artifact
+    from edgecomp.bench import provenance as prov
+    from edgecomp.bench.measure import BenchPolicy, measure_samples
+    from edgecomp.bench.measure import provenance as local_provenance
+    from edgecomp.bench.records import engines_record
+    from edgecomp.bench.stats import StatsPolicy
     from edgecomp.runtime.engines import ENGINES
 
+    policy, stats = policy or BenchPolicy(), stats or StatsPolicy()
+    art = Artifact.open(artifact)
+    engines = ["edgecomp", *[c for c in compare if c != "edgecomp"]]
     for e in engines:
         ENGINES.get(e)
-    results = measure(str(art.path), engines, policy, progress)
-    prov = provenance(policy)
-    prov["artifact_manifest_sha256"] = file_sha256(art.path / "manifest.json")
-    prov["toolchain"] = art.manifest["toolchain"]
-    return {"model": art.name, "target": art.manifest["target"]["name"], "device": "local", "batch": 1,
-            "inputs": art.manifest["inputs"], "results": results, "provenance": prov}
+    before = prov.machine()
+    samples = measure_samples(str(art.path), engines, policy, progress)
+    return engines_record(art, "local", samples, local_provenance(policy, before), stats)
+
+
+def bench_remote(artifact: str | Path, devices: list[str], policy=None, progress=None, stats=None,
+                 timeout_s: float = 600.0) -> dict:
+    """Latency of the artifact on remote devices (``rpc://HOST:PORT/KEY``), one lease per device, in
+    parallel. One device: the JSON of a local run with ``device`` set to its URL; several: a record with
+    ``devices`` by key and ratios between devices."""
+    from edgecomp.artifact import Artifact
+    from edgecomp.bench import provenance as prov
+    from edgecomp.bench.measure import BenchPolicy
+    from edgecomp.bench.records import engines_record, farm_record
+    from edgecomp.bench.remote import measure_devices, remote_provenance
+    from edgecomp.bench.stats import StatsPolicy
+    from edgecomp.bench.tracker import Device
+
+    policy, stats = policy or BenchPolicy(), stats or StatsPolicy()
+    devs = [Device.parse(d) for d in devices]
+    if len({d.url for d in devs}) != len(devs):
+        raise ConfigError("the same device is named twice", hint="one lease per device: list each key once")
+    art = Artifact.open(artifact)
+    client = prov.machine()
+    raw = measure_devices(str(art.path), devs, policy, timeout_s, progress)
+    records = {d.key: engines_record(art, d.url, {"edgecomp": raw[d.url]["samples_ms"]},
+                                     remote_provenance(raw[d.url], d, policy), stats) for d in devs}
+    for d in devs:
+        records[d.key]["outputs"] = raw[d.url]["outputs"]
+    if len(devs) == 1:
+        rec = records[devs[0].key]
+        rec["provenance"]["client"] = client
+        return rec
+    trackers = sorted({str(d.tracker) for d in devs})
+    return farm_record(art, ",".join(trackers), records, {d.key: raw[d.url]["samples_ms"] for d in devs},
+                       client, stats)
 
 
 def evaluate(model: str | Path, task: str | None = None, limit: int | None = None, reference: bool = True) -> dict:

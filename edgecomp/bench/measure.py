@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ class BenchPolicy:
 
 
 def summarize(ms: list[float]) -> dict:
+    """p50 / p95 / mean / min / n of ``ms`` (no interval, no samples: see ``stats.summarize`` for those)."""
     a = np.asarray(ms)
     return {"p50_ms": round(float(np.percentile(a, 50)), 4), "p95_ms": round(float(np.percentile(a, 95)), 4),
             "mean_ms": round(float(a.mean()), 4), "min_ms": round(float(a.min()), 4), "n": int(a.size)}
@@ -74,6 +74,13 @@ class _Worker:
 
 def measure(art_path: str, engines: list[str], policy: BenchPolicy,
             progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:
+    """``{engine: summarize(samples)}`` of ``measure_samples``."""
+    return {name: summarize(ms) for name, ms in measure_samples(art_path, engines, policy, progress).items()}
+
+
+def measure_samples(art_path: str, engines: list[str], policy: BenchPolicy,
+                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, list[float]]:
+    """Per-call latencies (ms) of every engine: ``policy.rounds * policy.per_round`` samples each."""
     workers: list[_Worker] = []
     try:
         for name in engines:
@@ -90,22 +97,22 @@ def measure(art_path: str, engines: list[str], policy: BenchPolicy,
                 times[w.engine] += w.time(policy.per_round)
             if progress:
                 progress("timing", r + 1, policy.rounds)
-        return {name: summarize(ms) for name, ms in times.items()}
+        return times
     finally:
         for w in workers:
             w.close()
 
 
-def provenance(policy: BenchPolicy) -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": policy.threads, "warmup": policy.warmup,
-            "rounds": policy.rounds, "per_round": policy.per_round, "settle_s": policy.settle_s,
-            "python": platform.python_version(),
-            "loadavg_start": [round(x, 2) for x in load] if load else None, "interleaved": True,
-            "process_per_engine": True}
+def provenance(policy: BenchPolicy, before: dict | None = None) -> dict:
+    """Provenance of a local run: the machine (``before``: a ``provenance.machine()`` taken before timing),
+    load and temperature after, the policy. Flat keys (cpu, cores, threads, rounds...) as bench JSON had."""
+    from edgecomp.bench import provenance as prov
+
+    before = before or prov.machine()
+    after = prov.machine()
+    return {"cpu": before["cpu"], "cores": before["cores"], "affinity": before["affinity"],
+            "frequency": before["frequency"], "host": before["host"], "os": before["os"], "arch": before["arch"],
+            "loadavg_before": before["loadavg"], "loadavg_after": after["loadavg"],
+            "thermal_before": before["thermal"], "thermal_after": after["thermal"],
+            "versions": before["versions"], **prov.policy_record(policy),
+            "interleaved": True, "process_per_engine": True}
