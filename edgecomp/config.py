@@ -87,6 +87,7 @@ class MergeConfig:
     def __post_init__(self):
         _check(self.r >= 0, f"merge.r must be >= 0, got {self.r}", "e.g. --merge-r 8")
         _check(self.method in MERGE_METHODS, f"unknown merge method {self.method!r}", f"one of {MERGE_METHODS}")
+        _check(self.seed >= 0, f"merge.seed must be >= 0, got {self.seed}", "numpy seeds are non-negative")
 
     @property
     def enabled(self) -> bool:
@@ -155,6 +156,7 @@ class LowerConfig:
     def __post_init__(self):
         _check(self.tuning in ("database", "none"), f"unknown lower.tuning {self.tuning!r}", "database | none")
         _check(self.check_samples >= 1, f"lower.check_samples must be >= 1, got {self.check_samples}")
+        _check(self.tolerance >= 0, f"lower.tolerance must be >= 0, got {self.tolerance}")  # NaN fails too
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class BuildConfig:
 
     def __post_init__(self):
         _check(1 <= self.calib_samples <= 4096, f"calib_samples must be in [1, 4096], got {self.calib_samples}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}", "numpy seeds are non-negative")
         _check(self.version == 1, f"recipe version {self.version} is not supported", "this edgecomp reads version 1")
 
     def to_dict(self) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from edgecomp.errors import MalformedModelError
 from edgecomp.specs import Feeds, TensorSpec
 
 _ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 2: "uint8", 3: "int8"}
+# The largest input accepted (elements): 256 Mi, 1 GiB of float32, far beyond any edge model's input. Larger
+# (fuzzing found dims like 2**40) made the synthetic calibration feeds fail inside numpy with a traceback.
+MAX_INPUT_ELEMENTS = 1 << 28
 
 
 def load(path: str | Path):
@@ -53,12 +58,33 @@ def input_specs(model) -> tuple[TensorSpec, ...]:
                 raise MalformedModelError(f"input {inp.name!r} has a dynamic dimension ({d.dim_param or '?'})",
                                           hint="export the model with static shapes (batch 1, fixed sequence length)")
             dims.append(d.dim_value)
+        if math.prod(dims) > MAX_INPUT_ELEMENTS:
+            raise MalformedModelError(f"input {inp.name!r} has shape {dims}: over {MAX_INPUT_ELEMENTS:,d} elements",
+                                      hint="export the model with the shape it runs at on the device")
         dtype = _ONNX_DTYPES.get(tt.elem_type)
         if dtype is None:
             raise MalformedModelError(f"input {inp.name!r} has unsupported element type {tt.elem_type}",
                                       hint="inputs must be float32/float16/int64/int32/uint8/int8/bool")
         specs.append(TensorSpec(inp.name, tuple(dims), dtype))
     return tuple(specs)
+
+
+@contextlib.contextmanager
+def runtime_errors(where: str):
+    """Turn onnxruntime's own exceptions (raised while creating a session on, or running, a model the user
+    gave) into MalformedModelError naming ``where``: the ONNX checker passes graphs onnxruntime rejects
+    (shape inference failures, bad initializers, out-of-range indices at run time)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    kinds = tuple(getattr(ort_state, n) for n in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
+                                                  "NotImplemented", "RuntimeException", "NoSuchFile", "EPFail")
+                  if hasattr(ort_state, n))
+    try:
+        yield
+    except kinds as e:
+        text = " ".join(str(e).split())
+        raise MalformedModelError(f"onnxruntime cannot run {where}: {text[:300]}",
+                                  hint="the graph passes the ONNX checker but cannot run; re-export it") from None
 
 
 def session(model_or_path, threads: int = 2, optimize: bool = True, exact: bool = True):
