@@ -87,7 +87,7 @@ def machine() -> dict:
             "arch": platform.machine() or UNKNOWN, "cpu": _cpu_model(), "cores": os.cpu_count() or UNKNOWN,
             "affinity": affinity, "frequency": _frequency(), "thermal": _thermal(),
             "loadavg": load_average(), "versions": versions(),
-            "tvm_num_threads": os.environ.get("TVM_NUM_THREADS", "unset (TVM uses the physical cores)")}
+            "tvm_num_threads": os.environ.get("TVM_NUM_THREADS", "unset")}
 
 
 def machine_json() -> str:

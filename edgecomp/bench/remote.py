@@ -109,7 +109,7 @@ def remote_provenance(res: dict, device: Device, policy: BenchPolicy) -> dict:
     from edgecomp.bench.provenance import policy_record
 
     rec = policy_record(policy)
-    rec["threads"] = f"the server's (TVM_NUM_THREADS={reported['tvm_num_threads']})"
+    rec["threads"] = f"server's TVM_NUM_THREADS: {reported['tvm_num_threads']}"
     return {**reported, **rec, "device": device.url, "tracker": str(device.tracker),
             "timer": "tvm time_evaluator on the device, number=1 per sample",
             "lease_wait_s": res.get("lease_wait_s"), "interleaved": False, "process_per_engine": True}

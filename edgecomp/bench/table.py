@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 
-def _ci(r: dict) -> str:
+def _p50(r: dict) -> str:
     lo, hi = r.get("p50_ci_ms", (None, None))
-    return f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "-"
+    return f"{r['p50_ms']:.3f} ({lo:.2f}-{hi:.2f})" if lo is not None else f"{r['p50_ms']:.3f}"
 
 
 def _ratio(ratio: dict | None) -> str:
@@ -13,7 +13,7 @@ def _ratio(ratio: dict | None) -> str:
         return "1.00x"
     lo, hi = ratio["ci"]
     mark = "" if ratio["supported"] else " (!)"
-    return f"{ratio['p50_ratio']:.2f}x [{lo:.2f}, {hi:.2f}]{mark}"
+    return f"{ratio['p50_ratio']:.2f}x ({lo:.2f}-{hi:.2f}){mark}"
 
 
 def rows(res: dict) -> tuple[str, list[str], list[list[str]]]:
@@ -21,22 +21,22 @@ def rows(res: dict) -> tuple[str, list[str], list[list[str]]]:
     if "devices" in res:
         keys = list(res["devices"])
         title = f"{res['model']} on {len(keys)} devices at {res['farm']} (batch 1, in parallel)"
-        header = ["device", "p50 ms", "p50 CI ms", "p95 ms", "mean ms", "n", f"vs {keys[0]}", "cpu"]
+        header = ["device", "p50 ms (CI)", "p95 ms", "mean ms", "n", f"vs {keys[0]} (CI)"]
         out = []
         for i, k in enumerate(keys):
             d = res["devices"][k]
             r = d["results"]["edgecomp"]
             ratio = res["ratios"].get(f"{k}/{keys[0]}") if i else None
-            out.append([k, f"{r['p50_ms']:.3f}", _ci(r), f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
-                        _ratio(ratio), str(d["provenance"].get("cpu", "unknown"))[:32]])
+            out.append([k, _p50(r), f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
+                        _ratio(ratio)])
         return title, header, out
     threads = res["provenance"].get("threads")
     title = f"{res['model']} on {res['target']}, {res['device']} (batch 1, threads: {threads})"
-    header = ["engine", "p50 ms", "p50 CI ms", "p95 ms", "mean ms", "n", "vs edgecomp"]
+    header = ["engine", "p50 ms (CI)", "p95 ms", "mean ms", "n", "vs edgecomp (CI)"]
     out = []
     for name, r in res["results"].items():
         ratio = res.get("ratios", {}).get(f"{name}/edgecomp")
-        out.append([name, f"{r['p50_ms']:.3f}", _ci(r), f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
+        out.append([name, _p50(r), f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
                     _ratio(ratio)])
     return title, header, out
 
@@ -48,7 +48,7 @@ def print_table(res: dict) -> None:
     title, header, body = rows(res)
     table = Table(title=title)
     for col in header:
-        table.add_column(col, justify="left" if col in ("engine", "device", "cpu") else "right")
+        table.add_column(col, justify="left" if col in ("engine", "device") else "right")
     for row in body:
         table.add_row(*row)
     Console().print(table)
