@@ -12,6 +12,7 @@ Security: TVM RPC is unauthenticated and runs whatever a client uploads. The far
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -23,9 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgecomp.bench.tracker import Tracker, is_loopback, queue, summary
-from edgecomp.errors import ConfigError, DeviceError
+from edgecomp.errors import ConfigError, DeviceError, MissingDataError
 
 STATE_FILE = "farm.json"
+FARM_MODULES = ("tornado", "cloudpickle", "psutil")  # what TVM's tracker / server import beyond tvm
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,10 @@ def _log_tail(path: Path, n: int = 3) -> str:
 
 def up(cfg: FarmConfig, directory: str | Path | None = None) -> dict:
     """Start the tracker and servers, wait until every key is free, write and return the state."""
+    missing = [m for m in FARM_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDataError(f"`edgecomp farm` needs {', '.join(missing)} (TVM's RPC tracker and server import "
+                               "them), which is not installed", hint="pip install 'edgecomp[farm]'")
     d = state_dir(directory)
     old = read_state(d)
     if old and any(_ours(p["pid"], p["marker"]) for p in old["processes"]):

@@ -44,3 +44,16 @@ def test_farm_refuses_a_non_loopback_host_and_down_without_a_farm(tmp_path):
     r = edgecomp("farm", "down", "--state-dir", str(tmp_path))
     assert r.returncode == 2 and r.stderr.startswith("error: no farm is recorded")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_farm_without_tornado_says_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    from edgecomp.bench import farm
+    from edgecomp.errors import MissingDataError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tornado" else real(name, *a))
+    with pytest.raises(MissingDataError, match="needs tornado") as e:
+        farm.up(farm.FarmConfig(servers=1), tmp_path)
+    assert "edgecomp[farm]" in e.value.hint and list(tmp_path.iterdir()) == []
