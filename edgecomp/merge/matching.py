@@ -19,6 +19,11 @@ Planners (the paper's variable names where they have them):
 * ``random_plan`` / ``pool_plan`` — baselines, data independent: drop r random tokens (seeded), or average
   r adjacent pairs spread evenly over the sequence.
 
+Padding (``pad`` [B, N], 1.0 at padding tokens; text models): a padding token pairs only with padding
+(score ``PAD_PAIR``, above every cosine, so padding merges first and changes nothing: it is masked out of
+attention and pooling), a real token only with real tokens (mixed pairs score ``NEVER``). Each merged
+token keeps its destination's padding flag (``gather_pad``).
+
 ``merge_wavg`` applies a plan to features ``x [B, N, C]`` and sizes ``s [B, N, 1]`` (tokens each one stands
 for). Plain plans give the size-weighted mean ``Σ s x / Σ s``; CrossGET plans add
 ``2 w_src s_src x_src + (2 w_dst - 1) s_dst x_dst`` per source into its destination (once per source, as the
@@ -34,6 +39,7 @@ import torch
 from torch import Tensor
 
 NEVER = -1.0e4  # added to a cosine score (in [-1, 1]) to exclude a pair; finite, so no inf - inf = NaN
+PAD_PAIR = 2.0  # score of a padding-padding pair: above every cosine, so padding merges before real tokens
 TIE = 1.0e-6  # index-proportional offset that orders exact ties (mutual best pairs, identical tokens) the
 # same way in torch, onnxruntime and TVM; far above their rounding differences (~1e-7), far below real gaps
 
@@ -72,13 +78,23 @@ def _plan_from_sources(src: Tensor, dst_orig: Tensor, N: int) -> tuple[Tensor, T
     return keep, pos.gather(1, dst_orig)
 
 
-def bipartite_plan(metric: Tensor, r: int, protected: int = 1) -> MergePlan:
+def _pad_pairs(scores: Tensor, pad_rows: Tensor, pad_cols: Tensor) -> Tensor:
+    """scores [B, I, J] with padding-padding pairs set to PAD_PAIR and real-padding pairs to NEVER."""
+    pr, pc = pad_rows.unsqueeze(2), pad_cols.unsqueeze(1)
+    both = pr * pc
+    return scores * (1.0 - both) + PAD_PAIR * both + NEVER * (pr + pc - 2.0 * both)
+
+
+def bipartite_plan(metric: Tensor, r: int, protected: int = 1, pad: Tensor | None = None) -> MergePlan:
     """ToMe bipartite soft matching. metric [B, N, C] (keys averaged over heads); the first ``protected``
-    tokens (class token) are never sources. Requires ``r <= (N - protected) // 2``."""
+    tokens (class token) are never sources; ``pad`` [B, N] marks padding (see the module docstring).
+    Requires ``r <= (N - protected) // 2``."""
     B, N, _ = metric.shape
     m = metric / metric.norm(dim=-1, keepdim=True)
     a, b = m[:, ::2], m[:, 1::2]
     scores = a @ b.transpose(1, 2)  # [B, NA, NB]
+    if pad is not None:
+        scores = _pad_pairs(scores, pad[:, ::2], pad[:, 1::2])
     if protected:  # protected A rows (even indices < protected) never merge, protected B columns never receive
         rows = (torch.arange(a.shape[1]) < (protected + 1) // 2).float()
         cols = (torch.arange(b.shape[1]) < protected // 2).float()
@@ -91,15 +107,21 @@ def bipartite_plan(metric: Tensor, r: int, protected: int = 1) -> MergePlan:
     return MergePlan(keep, src, dst)
 
 
-def complete_graph_plan(keys: Tensor, query: Tensor, r: int, protected: int = 1) -> MergePlan:
-    """CrossGET complete-graph soft matching guided by ``query``. keys [B, N, C] (full width), query [B, C]."""
+def complete_graph_plan(keys: Tensor, query: Tensor, r: int, protected: int = 1,
+                        pad: Tensor | None = None) -> MergePlan:
+    """CrossGET complete-graph soft matching guided by ``query``. keys [B, N, C] (full width), query [B, C];
+    ``pad`` [B, N] marks padding, which also gets the lowest importance (-PAD_PAIR), so it goes first."""
     B, N, _ = keys.shape
     k = keys / keys.norm(dim=-1, keepdim=True)
     q = query / query.norm(dim=-1, keepdim=True)
     ar = torch.arange(N)
     excluded = (ar.unsqueeze(1) == ar.unsqueeze(0)) | (ar < protected).unsqueeze(1) | (ar < protected).unsqueeze(0)
-    S = k @ k.transpose(1, 2) + NEVER * excluded.float()  # [B, N, N]: no self pairs, no protected tokens
+    S = k @ k.transpose(1, 2)
     importance = (k @ q.unsqueeze(-1)).squeeze(-1)  # I [B, N]
+    if pad is not None:
+        S = _pad_pairs(S, pad, pad)
+        importance = importance * (1.0 - pad) - PAD_PAIR * pad
+    S = S + NEVER * excluded.float()  # [B, N, N]: no self pairs, no protected tokens
     order = _untie(S.max(dim=-1).values).topk(N, dim=1).indices  # tokens by their best similarity, descending
     rank = torch.zeros(B, N, dtype=torch.int64).scatter(1, order, torch.arange(N).expand(B, N))
     later = rank.unsqueeze(1) > rank.unsqueeze(2)  # [b, i, j]: token j ranked after token i
@@ -113,20 +135,44 @@ def complete_graph_plan(keys: Tensor, query: Tensor, r: int, protected: int = 1)
     return MergePlan(keep, src, dst, w_src, 1.0 - w_src)
 
 
-def random_plan(B: int, N: int, r: int, seed: int, protected: int = 1) -> MergePlan:
+def random_plan(B: int, N: int, r: int, seed: int, protected: int = 1, pad: Tensor | None = None) -> MergePlan:
     """Drop r random non-protected tokens (fixed at build: a seeded, data-independent choice; drawn with numpy so
-    that export records the indices as constants, not a random op)."""
-    chosen = np.sort(np.random.default_rng(seed).permutation(int(N) - protected)[:r]) + protected
-    src = torch.tensor(chosen, dtype=torch.int64).expand(B, r)
+    that export records the indices as constants, not a random op). With ``pad`` [B, N], padding is dropped
+    first and the random order (still fixed at build) picks among the real tokens."""
+    if pad is None:
+        chosen = np.sort(np.random.default_rng(seed).permutation(int(N) - protected)[:r]) + protected
+        src = torch.tensor(chosen, dtype=torch.int64).expand(B, r)
+    else:
+        u = np.random.default_rng(seed).random(int(N)).astype(np.float32)
+        u[:protected] = NEVER  # in numpy: an in-place write on a traced constant does not export
+        u = torch.from_numpy(u)
+        src = (u + PAD_PAIR * pad).topk(r, dim=1).indices
     keep, dst = _plan_from_sources(src, torch.zeros_like(src), N)
     return MergePlan(keep, src, dst, drop=True)
 
 
-def pool_plan(B: int, N: int, r: int, protected: int = 1) -> MergePlan:
-    """Average r adjacent pairs (protected + 2j, protected + 2j + 1), the j spread evenly over the sequence."""
+def _radical_inverse(n: int) -> np.ndarray:
+    """Base-2 radical inverse of 0..n-1: any prefix of the ascending order is spread evenly over 0..n-1."""
+    bits = max(1, int(n - 1).bit_length())
+    j = np.arange(n)
+    return np.array([int(format(v, f"0{bits}b")[::-1], 2) for v in j], dtype=np.float32) / 2.0**bits
+
+
+def pool_plan(B: int, N: int, r: int, protected: int = 1, pad: Tensor | None = None) -> MergePlan:
+    """Average r adjacent pairs (protected + 2j, protected + 2j + 1), the j spread evenly over the sequence.
+    With ``pad`` [B, N]: padding pairs first, then real pairs in an evenly spreading order (radical inverse);
+    mixed real/padding pairs only when r leaves no other choice (r = every pair)."""
     pairs = (N - protected) // 2
-    j = torch.linspace(0, pairs - 1, r).round().long() if r > 1 else torch.tensor([pairs // 2])
-    src = (protected + 2 * j + 1).expand(B, r)
+    if pad is None:
+        j = torch.linspace(0, pairs - 1, r).round().long() if r > 1 else torch.tensor([pairs // 2])
+        src = (protected + 2 * j + 1).expand(B, r)
+    else:
+        first = protected + 2 * torch.arange(pairs)
+        p0, p1 = pad[:, first], pad[:, first + 1]
+        both = p0 * p1
+        spread = 1.0 - torch.from_numpy(_radical_inverse(pairs))  # in (0, 1]
+        priority = spread + PAD_PAIR * both + NEVER * (p0 + p1 - 2.0 * both)
+        src = first[priority.topk(r, dim=1).indices] + 1
     keep, dst = _plan_from_sources(src, src - 1, N)
     return MergePlan(keep, src, dst)
 
@@ -144,6 +190,11 @@ def merge_wavg(plan: MergePlan, x: Tensor, size: Tensor) -> tuple[Tensor, Tensor
     out = out.scatter_add(1, plan.dst.unsqueeze(-1).expand(plan.dst.shape[0], plan.dst.shape[1], C), add)
     s_out = s_out.scatter_add(1, plan.dst.unsqueeze(-1), _rows(size, plan.src))
     return out / s_out, s_out
+
+
+def gather_pad(plan: MergePlan, pad: Tensor) -> Tensor:
+    """pad [B, N] -> [B, N - r]: each output token keeps its own (destination's) padding flag."""
+    return pad.gather(1, plan.keep)
 
 
 def track_sources(plan: MergePlan, source_map: Tensor) -> Tensor:

@@ -24,6 +24,9 @@ class MergingViT(nn.Module):
         super().__init__()
         self.vit, self.schedule, self.method = vit, tuple(schedule), method
         self.seed = seed
+        # a new Module starts in training mode; torch.onnx.export restores that mode recursively after
+        # tracing, which would switch the wrapped model's dropout on
+        self.train(vit.training)
         self.merge_seconds = 0.0  # wall time spent planning + merging in eager forwards, for the report
 
     def forward(self, pixels: Tensor, return_sources: bool = False):

@@ -28,12 +28,15 @@ def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
         against = "torch"
     else:
         exported = model.payload
-        plain = onnx_tools.session(exported, optimize=False)
-        reference = [onnx_tools.run(plain, f) for f in feeds]
+        with onnx_tools.runtime_errors(model.name):
+            plain = onnx_tools.session(exported, optimize=False)
+            reference = [onnx_tools.run(plain, f) for f in feeds]
         against = "onnxruntime (unoptimised source graph)"
-    folded = onnx_tools.fold(exported)
-    sess = onnx_tools.session(folded)
-    check = onnx_tools.check_error([onnx_tools.run(sess, f) for f in feeds], reference, model.quantized)
+    with onnx_tools.runtime_errors(f"{model.name} (folded)"):  # an ONNX source's graph, or our export
+        folded = onnx_tools.fold(exported)
+        sess = onnx_tools.session(folded)
+        outs = [onnx_tools.run(sess, f) for f in feeds]
+    check = onnx_tools.check_error(outs, reference, model.quantized)
     metric, err = check["metric"], check["value"]
     if not onnx_tools.within(check, tolerance):
         raise NumericsError(f"exported ONNX differs from {against}: {metric} {err:.3g}, worst feed "
@@ -50,7 +53,8 @@ def _export_torch(model: Model, cfg: ExportConfig):
     import onnx
     import torch
 
-    module = model.payload
+    module = model.payload.eval()  # torch.onnx.export restores the module's mode recursively afterwards: a
+    # wrapper left in training mode would switch dropout on in the torch reference the export is checked against
     example = tuple(torch.from_numpy(model.calibration[0][s.name]) for s in model.inputs)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

@@ -25,15 +25,29 @@ ADAPTERS: Registry = Registry("token-merging adapter")
 
 
 @ADAPTERS.register("ViT")
-def _vit(module, cfg: MergeConfig):
-    """edgecomp.zoo.vit.ViT (vit-fmnist, vit-s16): (merging module, tokens, depth)."""
+def _vit(model: Model, cfg: MergeConfig):
+    """edgecomp.zoo.vit.ViT (vit-fmnist, vit-s16) -> (merging module, schedule, tokens, tokens per layer)."""
     from edgecomp.merge import schedule
     from edgecomp.merge.vit import MergingViT
 
+    module = model.payload
     depth, tokens = len(module.blocks), module.cfg.tokens
     plan = schedule.parse(cfg.spec, depth)
     counts = schedule.token_counts(plan, tokens)
     return MergingViT(module, plan, cfg.method, cfg.seed), plan, tokens, counts
+
+
+@ADAPTERS.register("MiniLMEmbedder")
+def _bert(model: Model, cfg: MergeConfig):
+    """edgecomp.zoo.minilm's embedder (minilm-l6; padded to the static sequence length of its input)."""
+    from edgecomp.merge import schedule
+    from edgecomp.merge.bert import MergingBert
+
+    module = model.payload
+    depth, tokens = len(module.bert.encoder.layer), model.inputs[0].shape[1]
+    plan = schedule.parse(cfg.spec, depth)
+    counts = schedule.token_counts(plan, tokens)
+    return MergingBert(module, plan, cfg.method, cfg.seed), plan, tokens, counts
 
 
 def run(model: Model, cfg: MergeConfig, target: Target) -> Model:
@@ -43,7 +57,7 @@ def run(model: Model, cfg: MergeConfig, target: Target) -> Model:
     if kind not in ADAPTERS:
         raise ConfigError(f"{model.name} ({kind}) has no token-merging adapter",
                           hint=f"token merging covers attention models with an adapter: {', '.join(ADAPTERS)}")
-    merged, plan, tokens, counts = ADAPTERS.get(kind)(model.payload, cfg)
+    merged, plan, tokens, counts = ADAPTERS.get(kind)(model, cfg)
     summary = {"method": cfg.method, "schedule": list(plan), "tokens_in": tokens, "tokens_per_layer": list(counts),
                **_overhead(merged, model)}
     note = (f"merge: {cfg.method}, {sum(plan)} of {tokens} tokens merged over {len(plan)} layers "
