@@ -168,6 +168,7 @@ class BuildConfig:
     lower: LowerConfig = field(default_factory=LowerConfig)
     calib_samples: int = 32  # calibration feeds drawn from train / held-apart data
     seed: int = 0  # seeds every random choice of the build (calibration sampling)
+    trust_remote_code: bool = False  # HF directories whose config.json has auto_map: run the code they ship
     version: int = 1  # recipe format version
 
     def __post_init__(self):

@@ -19,19 +19,62 @@ MAX_INPUT_ELEMENTS = 1 << 28
 
 
 def load(path: str | Path):
-    """Parse and check an ONNX file; MalformedModelError with the reason if it is not valid ONNX."""
+    """Parse and check an ONNX file; MalformedModelError with the reason if it is not valid ONNX.
+
+    External data (weights in side files) is read only from inside the model's directory: a location that
+    is absolute, climbs out with ``..`` or passes through a symlink is refused before any file is opened
+    (``check_external_data``), whatever the installed onnx's own checks do."""
     import onnx
 
     path = Path(path)
     try:
-        model = onnx.load(str(path))
-    except FileNotFoundError:
-        raise MalformedModelError(f"ONNX file {path} does not exist", hint="check the path") from None
+        model = onnx.load(str(path), load_external_data=False)
+        check_external_data(model, path.parent)
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except FileNotFoundError as e:
+        what = "ONNX file" if not path.exists() else "external data file of ONNX file"
+        raise MalformedModelError(f"{what} {path} does not exist ({e.filename})", hint="check the path") from None
+    except MalformedModelError:
+        raise
     except Exception as e:  # protobuf raises DecodeError and friends for garbage bytes
         raise MalformedModelError(f"{path} is not a valid ONNX file ({type(e).__name__}: {e})",
                                   hint="re-export the model; the file may be truncated") from None
     check(model, str(path))
     return model
+
+
+def _tensors(graph):
+    """Every TensorProto of ``graph``: initializers, sparse initializers, attributes, subgraphs (recursively)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _tensors(g)
+
+
+def check_external_data(model, base: Path) -> None:
+    """MalformedModelError unless every external-data location is a plain relative path to a regular file
+    inside ``base`` (the model's directory), reached without a symlink."""
+    from onnx import TensorProto
+
+    root = Path(base).resolve()
+    for t in _tensors(model.graph):
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = (root / location).resolve()
+        escapes = (not location or Path(location).is_absolute() or location.startswith(("/", "\\"))
+                   or ".." in Path(location.replace("\\", "/")).parts or not target.is_relative_to(root))
+        if escapes or (root / location).is_symlink():
+            raise MalformedModelError(f"tensor {t.name!r} has its data at {location!r}, outside the model's directory "
+                                      f"{root} (or through a symlink)",
+                                      hint="external data must be a relative path to a file beside the .onnx")
 
 
 def check(model, where: str) -> None:

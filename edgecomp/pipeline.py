@@ -35,7 +35,8 @@ def build(source, target: Target, out: str | Path, cfg: BuildConfig | None = Non
     t0 = time.perf_counter()
     if progress:
         progress("import")
-    model = importer.load(source, cfg.calib_samples, cfg.seed, inputs=inputs, calibration=calibration)
+    model = importer.load(source, cfg.calib_samples, cfg.seed, inputs=inputs, calibration=calibration,
+                          trust_remote_code=cfg.trust_remote_code)
     timings["import"] = round(time.perf_counter() - t0, 3)
     _check_order(model.form, cfg)
     if cfg.prune.budget_ms > 0:

