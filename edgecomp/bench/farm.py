@@ -37,6 +37,7 @@ class FarmConfig:
     servers: int = 2  # RPC servers to start, one device key each
     key_prefix: str = "local"  # keys are <prefix>-0, <prefix>-1, ...
     allow_remote: bool = False  # permit a non-loopback host (TVM RPC runs uploaded code, unauthenticated)
+    server_port: int | None = None  # servers listen on exactly this port and the next ones (None: free ports)
     threads: int | None = None  # TVM_NUM_THREADS of every server (None: TVM's default, the physical cores)
     plain: bool = False  # stock tvm.exec.rpc_server (no edgecomp.provenance function)
     start_timeout_s: float = 90.0  # how long to wait for every key to register
@@ -48,6 +49,9 @@ class FarmConfig:
             raise ConfigError(f"--servers {self.servers} is not in 1..64", hint="e.g. --servers 2")
         if not self.key_prefix.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"key prefix {self.key_prefix!r} must be letters, digits, - or _", hint="e.g. local")
+        if self.server_port is not None and not 0 < self.server_port <= 65535 - self.servers:
+            raise ConfigError(f"--server-port {self.server_port} leaves no room for {self.servers} servers",
+                              hint="e.g. --server-port 9091")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads} must be at least 1", hint="e.g. --threads 1")
         if not self.allow_remote and not is_loopback(self.host):
@@ -155,11 +159,12 @@ def up(cfg: FarmConfig, directory: str | Path | None = None) -> dict:
                     "--port-end", str(cfg.port + 1), "--silent"], log, env)
         procs.append({"role": "tracker", "pid": p.pid, "port": cfg.port, "log": str(log), "marker": "rpc_tracker"})
         module = "tvm.exec.rpc_server" if cfg.plain else "edgecomp.bench.rpc_server"
-        for key in cfg.keys():
+        for i, key in enumerate(cfg.keys()):
             log = d / f"server-{key}.log"
-            port = _free_port(cfg.host)
+            port = _free_port(cfg.host) if cfg.server_port is None else cfg.server_port + i
+            end = port + 50 if cfg.server_port is None else port + 1  # a fixed port (ssh tunnels) or a free one
             p = _spawn([sys.executable, "-m", module, "--host", cfg.host, "--port", str(port),
-                        "--port-end", str(port + 50), "--tracker", str(tracker), "--key", key, "--silent"], log, env)
+                        "--port-end", str(end), "--tracker", str(tracker), "--key", key, "--silent"], log, env)
             procs.append({"role": "server", "key": key, "pid": p.pid, "log": str(log), "marker": module})
         (d / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # `down` can stop a half-started farm
         _wait_registered(tracker, cfg, procs)

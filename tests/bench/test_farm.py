@@ -31,14 +31,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _two_free_ports() -> int:
+    """A port p such that p and p + 1 are free now (the servers' fixed ports, as behind an ssh tunnel)."""
+    for _ in range(50):
+        p = _free_port()
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", p))
+                b.bind(("127.0.0.1", p + 1))
+                return p
+            except OSError:
+                continue
+    raise RuntimeError("no two consecutive free ports")
+
+
 @pytest.fixture(scope="module")
 def running_farm(tmp_path_factory):
     state = tmp_path_factory.mktemp("farm")
-    port = _free_port()
+    port, server_port = _free_port(), _two_free_ports()
     try:
-        r = edgecomp("farm", "up", "--servers", "2", "--port", str(port), "--state-dir", str(state), timeout=150)
+        r = edgecomp("farm", "up", "--servers", "2", "--port", str(port), "--server-port", str(server_port),
+                     "--state-dir", str(state), timeout=150)
         assert r.returncode == 0, r.stderr
-        assert f"rpc://127.0.0.1:{port}/local-1" in r.stdout
+        assert f"rpc://127.0.0.1:{port}/local-1  server port {server_port + 1}" in r.stdout
         yield port, state
     finally:
         recorded = farm.read_state(state)
