@@ -50,6 +50,10 @@ def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torc
 
     policy, stats = policy or BenchPolicy(), stats or StatsPolicy()
     art = Artifact.open(artifact)
+    if art.runner == "sim":  # the simulated accelerator reports its cycle model, not wall-clock time
+        from edgecomp.asic.bench import bench_json
+
+        return bench_json(art)
     engines = ["edgecomp", *[c for c in compare if c != "edgecomp"]]
     for e in engines:
         ENGINES.get(e)
@@ -82,6 +86,7 @@ def bench_remote(artifact: str | Path, devices: list[str], policy=None, progress
                                      remote_provenance(raw[d.url], d, policy), stats) for d in devs}
     for d in devs:
         records[d.key]["outputs"] = raw[d.url]["outputs"]
+        records[d.key]["output_check"] = raw[d.url]["output_check"]
     if len(devs) == 1:
         rec = records[devs[0].key]
         rec["provenance"]["client"] = client

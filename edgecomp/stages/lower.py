@@ -29,6 +29,10 @@ NAME, REQUIRES = "lower", "onnx"
 
 
 def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
+    if target.supports("asic_isa"):  # the simulated accelerator: instruction programs, not TVM (edgecomp.asic)
+        from edgecomp.asic.stage import lower_asic
+
+        return lower_asic(model, cfg, target)
     if target.cross is not None:  # before compiling: a missing cross tool would fail the check afterwards
         cross.require_tools(target.cross)
     mod, params, fused = frontend.to_relax(model.payload, model.inputs, target.tvm_target(), cfg.kernels)

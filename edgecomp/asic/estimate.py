@@ -1,0 +1,148 @@
+"""Whole-model simulated cost: every partition's program timed by the simulator, every host-graph op costed.
+
+``estimate(graph, specs, shapes, cfg)`` walks the partitioned graph in order (ops run one after another; inside
+a partition DMA, MMU and VCU overlap as the simulator schedules them) and returns the JSON the report and
+``edgecomp bench`` show: totals, a per-unit breakdown, one row per layer, the ops left on the host CPU, the
+GEMM roofline cross-check and an area proxy. ``specs``: partition name -> (LayerSpec, M). ``shapes``: value
+name -> (shape, dtype) from one traced run. Host-CPU ops are listed, not timed: the latency is the
+accelerator's.
+"""
+
+from __future__ import annotations
+
+from edgecomp.asic import codegen
+from edgecomp.asic.config import AsicConfig
+from edgecomp.asic.cost import Energy, roofline, vector_op
+from edgecomp.asic.partition import is_partition
+from edgecomp.asic.sim import Simulator
+
+ACCEL_UNITS = ("vcu", "mmu", "layout", "free")
+
+
+def datapath_for(spec: codegen.LayerSpec, cfg: AsicConfig):
+    return cfg.datapath(spec.wbits, 8 if spec.qmax > 7 else 4)
+
+
+def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_bytes: int) -> set[str]:
+    """Values that stay in SRAM (fusion): produced and consumed only by accelerator ops, and no larger than
+    ``cfg.fuse_bytes``. Graph inputs and outputs always live in DRAM."""
+    from edgecomp.asic.cost import VECTOR_OPS, _itemsize, _numel
+
+    def on_accel(node) -> bool:
+        if is_partition(node):
+            return datapath_for(specs[node.name][0], cfg) is not None
+        return VECTOR_OPS.get(node.op_type) is not None
+
+    g = graph.graph
+    boundary = {v.name for v in g.input} | {v.name for v in g.output}
+    accel: dict[str, bool] = {}
+    for node in g.node:
+        for v in node.output:
+            accel[v] = on_accel(node)
+    for node in g.node:
+        if not on_accel(node):
+            for v in node.input:
+                accel[v] = False
+    keep = set()
+    for v, ok in accel.items():
+        if ok and v not in boundary and v in shapes:
+            s, dt = shapes[v]
+            if _numel(s) * _itemsize(dt, float_bytes) <= cfg.fuse_bytes:
+                keep.add(v)
+    return keep
+
+
+def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
+    fp16 = cfg.gemm_datapath != "auto" and cfg.datapath_named(cfg.gemm_datapath).weight_bits == 16
+    float_bytes = 2 if fp16 else 4
+    mmu_float = cfg.datapath_named(cfg.gemm_datapath) if fp16 else None
+    fused = on_chip_values(graph, specs, shapes, cfg, float_bytes)
+    rows, host_ops, used = [], [], set()
+    total = Energy()
+    busy = {"dma": 0.0, "mmu": 0.0, "vcu": 0.0}
+    cycles = macs = dram = 0.0
+    gemm_cycles = 0.0
+    for node in graph.graph.node:
+        if is_partition(node):
+            spec, M = specs[node.name]
+            dp = datapath_for(spec, cfg)
+            if dp is None:
+                host_ops.append({"name": node.name, "op": "Gemm partition", "why": "no datapath for "
+                                 f"W{spec.wbits}A{8 if spec.qmax > 7 else 4} in this configuration",
+                                 "flops": 2.0 * M * spec.K * spec.N})
+                continue
+            used.add(dp.name)
+            s = spec.as_fp16() if dp.weight_bits == 16 else spec
+            t = codegen.tiling(M, s.K, s.N, s.G, s.wbits, dp.act_bits, dp, cfg)
+            on_chip = frozenset(i for i, v in ((codegen.X, node.input[0]), (codegen.Y, node.output[0])) if v in fused)
+            st = Simulator(cfg, dp, functional=False).run(codegen.program(s, t), {}, codegen.tensor_bits(s),
+                                                         on_chip)
+            roof = roofline(M, s.K, s.N, s.wbits, dp.act_bits, dp, cfg, codegen.X not in on_chip,
+                            codegen.Y not in on_chip)
+            peak = cfg.rows * cfg.cols * dp.macs_per_pe
+            rows.append({"name": node.name, "kind": "gemm", "unit": "mmu", "datapath": dp.name,
+                         "shape": [M, s.K, s.N], "tiling": t.to_dict(), "cycles": st.cycles,
+                         "busy_cycles": st.busy, "macs": st.macs, "dram_bytes": st.dram_bytes,
+                         "energy_pj": st.energy.total, "mmu_utilization": st.macs / (st.cycles * peak),
+                         "roofline_cycles": roof["bound_cycles"], "roofline_bound": roof["bound"],
+                         "fused_io": sorted(codegen.TENSOR_NAMES[i] for i in on_chip)})
+            cycles += st.cycles
+            gemm_cycles += st.cycles
+            macs += st.macs
+            dram += st.dram_bytes
+            total.add(st.energy)
+            for k in busy:
+                busy[k] += st.busy[k]
+            continue
+        c = vector_op(node, shapes, cfg, lambda v: v in fused, float_bytes, mmu_float)
+        if c.unit == "host":
+            host_ops.append({"name": node.name, "op": node.op_type, "why": "no accelerator support",
+                             "flops": c.flops})
+            continue
+        if c.unit == "free":
+            continue
+        rows.append({"name": node.name, "kind": node.op_type, "unit": c.unit, "cycles": c.cycles,
+                     "dram_bytes": c.dram_bytes, "energy_pj": c.energy.total, "vcu_lane_ops": c.lane_ops})
+        cycles += c.cycles
+        dram += c.dram_bytes
+        total.add(c.energy)
+        busy["mmu" if c.unit == "mmu" else "vcu" if c.unit == "vcu" else "dma"] += c.cycles
+    seconds = cycles / (cfg.clock_ghz * 1e9)
+    leakage_pj = cfg.leakage_mw * 1e-3 * seconds * 1e12
+    by_kind: dict[str, float] = {}
+    for r in rows:
+        key = "gemm" if r["kind"] == "gemm" else r["kind"]
+        by_kind[key] = by_kind.get(key, 0.0) + r["cycles"]
+    peak_any = max((cfg.rows * cfg.cols * d.macs_per_pe for d in cfg.datapaths if d.name in used), default=1)
+    return {
+        "config": {"gemm_datapath": cfg.gemm_datapath, "datapaths_used": sorted(used),
+                   "array": [cfg.rows, cfg.cols], "clock_ghz": cfg.clock_ghz, "dram_gbps": cfg.dram_gbps},
+        "latency_ms": seconds * 1e3, "cycles": cycles, "throughput_per_s": 1.0 / seconds if seconds else 0.0,
+        "energy_uj": (total.total + leakage_pj) * 1e-6,
+        "energy_breakdown_uj": {**{k: v * 1e-6 for k, v in total.to_dict().items()}, "leakage_pj": leakage_pj * 1e-6},
+        "dram_bytes": dram, "gemm_macs": macs,
+        "mmu_utilization": macs / (gemm_cycles * peak_any) if gemm_cycles else 0.0,
+        "busy_cycles": busy, "cycles_by_op": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+        "fused_values": len(fused), "area_mm2": area(cfg, used),
+        "layers": rows, "host_ops": host_ops,
+    }
+
+
+def area(cfg: AsicConfig, used: set[str]) -> dict:
+    """Area proxy, mm^2: the PE array of the largest datapath used, the VCU lanes, SRAM and control."""
+    pe = max((d.pe_um2 for d in cfg.datapaths if d.name in used), default=0.0)
+    sram_mib = (cfg.weight_bytes + cfg.act_bytes + cfg.acc_bytes + cfg.out_bytes) / 2**20
+    parts = {"mmu": cfg.rows * cfg.cols * pe * 1e-6, "vcu": cfg.vcu_lanes * cfg.vcu_lane_um2 * 1e-6,
+             "sram": sram_mib * cfg.sram_mm2_per_mib, "control": cfg.control_mm2}
+    return {**parts, "total": sum(parts.values())}
+
+
+def scalesim_topology(report: dict) -> str:
+    """The report's GEMM layers as a SCALE-Sim topology CSV (GEMM form: Layer, M, N, K; SCALE-Sim v2's
+    ``--gemm`` topology: M = rows of the activation, N = output channels, K = reduction)."""
+    lines = ["Layer, M, N, K,"]
+    for r in report["layers"]:
+        if r["kind"] == "gemm":
+            M, K, N = r["shape"]
+            lines.append(f"{r['name']}, {M}, {N}, {K},")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,129 @@
+"""Partition a quantized ONNX graph: integer Linear layers go to the accelerator, the rest stays on the host.
+
+A partition is edgecomp's per-token fake-quant feeding an int4 ``MatMulNBits`` or an int8
+``DequantizeLinear -> MatMul / Gemm`` weight (+ bias), the pattern ``edgecomp.tvm.int_fusion`` matches for
+the CPU kernels; its matchers are reused so the two backends accept exactly the same layers. The match runs
+on the ONNX graph, where weights are initializers. ``partition(model)`` returns the host graph, in which each
+partition is one ``edgecomp.asic.Gemm`` node (input: the float activation, output: the layer's output), and
+the ``GemmLayer`` records holding the integer weights. Everything else is a host op; ``host_ops`` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from edgecomp.tvm import int_fusion as F
+
+DOMAIN = "edgecomp.asic"
+OP = "Gemm"
+
+
+@dataclass(frozen=True)
+class GemmLayer:
+    """One accelerator partition: y = s * sum_g ws[:, g] * (q @ (u - z)[:, g-block]ᵀ) + b.
+
+    codes: int32 [N, K] stored weights (int4: u in 0..15; int8: signed w); scales: f32 [N, K/G];
+    zeros: int32 [N, K/G] (int4; symmetric int4 has z = 8) or None (int8, z = 0); bias: f32 [N] or None.
+    x: the float activation value read; out: the value written; qmax: activation codes in [-qmax, qmax].
+    flat: the output is [M, N] (onnxruntime's Reshape -> Gemm form) rather than [..., N].
+    """
+
+    name: str
+    x: str
+    out: str
+    codes: np.ndarray
+    scales: np.ndarray
+    zeros: np.ndarray | None
+    bias: np.ndarray | None
+    G: int
+    wbits: int
+    qmax: int
+    flat: bool
+
+    @property
+    def N(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def K(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def abits(self) -> int:
+        return 8 if self.qmax > 7 else 4
+
+    def integer_zeros(self) -> np.ndarray:
+        """z [N, K/G] as int32 (zeros for int8 weights, 8 for symmetric int4)."""
+        if self.zeros is not None:
+            return self.zeros.astype(np.int32)
+        z = 8 if self.wbits == 4 else 0
+        return np.full(self.scales.shape, z, np.int32)
+
+
+@dataclass(frozen=True)
+class Partitioned:
+    graph: onnx.ModelProto  # host graph with one edgecomp.asic.Gemm node per layer
+    layers: tuple[GemmLayer, ...]
+    skipped: dict  # node name -> why a quantized-looking layer stays on the host
+
+
+def partition(model: onnx.ModelProto) -> Partitioned:
+    """Match every accelerator partition of ``model`` (not modified)."""
+    G = F._Graph(model)
+    layers: list[GemmLayer] = []
+    skipped: dict[str, str] = {}
+    removed: set[int] = set()
+    insert: dict[int, list] = {}
+    for mi, node in enumerate(G.g.node):
+        fq = F._fake_quant(G, mi) if node.op_type == "Mul" else None
+        if fq is None:
+            continue
+        for ui in G.consumers.get(fq.out, []):
+            user = G.g.node[ui]
+            if user.op_type == "MatMulNBits" and user.domain == "com.microsoft" and user.input[0] == fq.out:
+                layer = F._matmul_nbits(G, ui)
+            elif user.op_type in ("MatMul", "Reshape", "Gemm"):
+                layer = F._matmul_int8(G, ui, fq.out)
+            else:
+                continue
+            name = user.name or f"#{ui}"
+            if layer is None:
+                continue
+            if isinstance(layer, str):
+                skipped[name] = layer
+                continue
+            N, K = layer.stored.shape
+            F._with_bias(G, layer, N)
+            layers.append(GemmLayer(name, fq.x, layer.out, layer.stored.astype(np.int32),
+                                    layer.scales.astype(np.float32),
+                                    None if layer.zero_points is None else layer.zero_points.astype(np.int32),
+                                    None if layer.bias is None else np.asarray(layer.bias, np.float32),
+                                    int(layer.G), int(layer.wbits), int(fq.qmax), bool(layer.flat)))
+            removed.update(layer.removed)
+            insert.setdefault(max(layer.removed) + 1, []).append(
+                helper.make_node(OP, [fq.x], [layer.out], name=name, domain=DOMAIN))
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = []
+    for i, n in enumerate(out.graph.node):
+        nodes += insert.get(i, [])
+        if i not in removed:
+            nodes.append(n)
+    nodes += insert.get(len(out.graph.node), [])
+    del out.graph.node[:]
+    out.graph.node.extend(F._live(nodes, {o.name for o in out.graph.output}))
+    used = {n for node in out.graph.node for n in node.input}
+    kept = [t for t in out.graph.initializer if t.name in used]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(kept)
+    if not any(o.domain == DOMAIN for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    return Partitioned(out, tuple(layers), skipped)
+
+
+def is_partition(node) -> bool:
+    return node.domain == DOMAIN and node.op_type == OP
