@@ -244,5 +244,11 @@ def status(directory: str | Path | None = None, tracker: Tracker | None = None) 
         raise DeviceError(f"no farm is recorded in {d}", hint="`edgecomp farm up`, or pass --tracker HOST:PORT")
     tracker = tracker or Tracker.parse(state["tracker"])
     procs = [{**p, "alive": _ours(p["pid"], p["marker"])} for p in (state or {}).get("processes", [])]
-    return {"tracker": str(tracker), "processes": procs, "queue": queue(summary(tracker)),
+    try:
+        q, error = queue(summary(tracker)), None
+    except DeviceError as e:
+        if state is None:  # asked about a tracker by address: not reaching it is the answer
+            raise
+        q, error = {}, e.message  # a recorded farm whose tracker died: still show its processes
+    return {"tracker": str(tracker), "processes": procs, "queue": q, "tracker_error": error,
             "state_dir": str(d) if state else None}

@@ -49,6 +49,9 @@ def _run_job(job: dict) -> dict:
 
     policy = BenchPolicy(**job["policy"])
     art = Artifact.open(job["art"], verify=False)  # the parent verified it
+    feeds = art.example_inputs()
+    # NOTE: the same model.so run here is the reference for the remote outputs (a cross-built one cannot run here)
+    reference = art.load_runner()(feeds)[0] if art.runner == "local" else None
     tracker = rpc.connect_tracker(job["host"], job["port"])
     t0 = time.time()
     sess = tracker.request(job["key"], priority=1, session_timeout=job["session_timeout_s"])
@@ -59,7 +62,6 @@ def _run_job(job: dict) -> dict:
     dev = sess.cpu()
     vm = relax.VirtualMachine(sess.load_module(name), dev)
     params = tvm.runtime.load_param_dict_from_file(str(art.path / "params.bin"))
-    feeds = art.example_inputs()
     args = [tvm.runtime.tensor(s.check(feeds[s.name]), dev) for s in art.inputs]
     args += [tvm.runtime.tensor(params[f"p{i}"].numpy(), dev) for i in range(art.manifest["params"])]
     vm.set_input("main", *args)
@@ -77,7 +79,11 @@ def _run_job(job: dict) -> dict:
             "lease_wait_s": round(lease_wait_s, 3),
             "outputs": [{"name": n, "shape": list(o.shape), "dtype": str(o.dtype)}
                         for n, o in zip(art.outputs, outs, strict=False)],
-            "output0_finite": bool(np.isfinite(first).all())}
+            "output_check": {"finite": bool(np.isfinite(first).all()),
+                             "max_abs_err_vs_local": None if reference is None
+                             else float(np.abs(first.astype(np.float64) - reference).max()),
+                             "reference": "the same model.so run on this machine" if reference is not None
+                             else "none: a cross-built artifact does not run here"}}
 
 
 def main() -> None:

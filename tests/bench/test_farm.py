@@ -86,6 +86,7 @@ def test_bench_two_devices_in_parallel(running_farm, tiny_artifact, tmp_path):
         assert p["versions"]["tvm"].startswith("0.27") and p["warmup"] == 1 and p["rounds"] == 3
         assert p["artifact_manifest_sha256"] == file_sha256(tiny_artifact / "manifest.json")
         assert dev["outputs"][0]["shape"] == [1, 10]
+        assert dev["output_check"]["finite"] and dev["output_check"]["max_abs_err_vs_local"] < 1e-5
     ratio = res["ratios"]["local-1/local-0"]
     assert ratio["ci"][0] <= ratio["p50_ratio"] <= ratio["ci"][1]
     assert res["provenance"]["client"]["cores"] >= 1 and res["provenance"]["one_lease_per_device"]

@@ -57,3 +57,17 @@ def test_farm_without_tornado_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(MissingDataError, match="needs tornado") as e:
         farm.up(farm.FarmConfig(servers=1), tmp_path)
     assert "edgecomp[farm]" in e.value.hint and list(tmp_path.iterdir()) == []
+
+
+def test_status_of_a_recorded_farm_whose_tracker_died(tmp_path):
+    import json
+
+    from edgecomp.bench import farm
+
+    port = _closed_port()
+    state = {"tracker": f"127.0.0.1:{port}", "processes": [
+        {"role": "tracker", "pid": 2 ** 22 + 7, "port": port, "log": str(tmp_path / "t.log"), "marker": "rpc_tracker"}]}
+    (tmp_path / farm.STATE_FILE).write_text(json.dumps(state))
+    st = farm.status(tmp_path)
+    assert st["queue"] == {} and "cannot reach" in st["tracker_error"] and not st["processes"][0]["alive"]
+    assert farm.down(tmp_path)["stopped"] == [] and not (tmp_path / farm.STATE_FILE).exists()
