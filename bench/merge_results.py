@@ -95,9 +95,40 @@ def table() -> str:
             tokens = r["tokens_per_layer"][-1] if r.get("tokens_per_layer") else "all"
             rows.append(f"| {model} | {r['method']} | {r['schedule']} | {tokens} | {quality} | {ms:.2f} | "
                         f"{base_ms / ms:.2f}x | {res['onnxruntime']['p50_ms']:.2f} |")
-    return ("\n".join(rows) + "\n\nSchedules: `r` per layer, `r@-1` ToMe's decreasing schedule (2r down to 0). "
+    return ("\n".join(rows) + "\n\n![quality vs latency](bench/results/merge/quality_vs_latency.png)\n\n"
+            "Schedules: `r` per layer, `r@-1` ToMe's decreasing schedule (2r down to 0). "
             "Batch 1, 2 threads, p50 (edgecomp bench). Regenerate: `python bench/merge_results.py` "
             "(JSON in `bench/results/merge/`).")
+
+
+def plot() -> None:
+    """bench/results/merge/quality_vs_latency.png: one panel per model with a quality metric; a line per method
+    through its schedules, starting at the unmerged build."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+    models = [m for m in GRID if any(r["model"] == m and r.get("eval") for r in runs)]
+    if not models:
+        return
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        mine = [r for r in runs if r["model"] == model]
+        base = next((r for r in mine if r["schedule"] == "0"), None)
+        for method in METHODS:
+            pts = [(r["bench"]["results"]["edgecomp"]["p50_ms"], r["eval"]["value"])
+                   for r in mine if r["method"] == method and r["schedule"] != "0"]
+            if base:
+                pts.append((base["bench"]["results"]["edgecomp"]["p50_ms"], base["eval"]["value"]))
+            ax.plot(*zip(*sorted(pts), strict=True), marker="o", label=method)
+        ax.set_title(f"{model} (x86, batch 1)")
+        ax.set_xlabel("edgecomp p50 latency, ms")
+        ax.set_ylabel(mine[0]["eval"]["metric"])
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "quality_vs_latency.png", dpi=100)
 
 
 def main() -> None:
@@ -119,6 +150,7 @@ def main() -> None:
             for schedule in schedules:
                 for method in (("tome",) if schedule == "0" else args.methods.split(",")):
                     run(model, method, schedule, args.build_dir, args.skip_done)
+    plot()
     if not replace_section(BEGIN, END, table()):
         raise SystemExit(f"README.md has no {BEGIN} ... {END} section")
 
