@@ -49,6 +49,9 @@ FOUND = [
     {"target": "params", "class": "traceback", "what": "a damaged params.bin (consistent manifest) reached the "
      "TVM runtime's reader, which raised InternalError 'Check failed ... Invalid parameters file format' and "
      "allocates whatever shape a header claims", "fix": "edgecomp.params_file.check walks the file first"},
+    {"target": "params", "class": "traceback", "what": "a well-formed params.bin whose tensor has another dtype "
+     "(uint32 for float32) loaded, and the compiled main raised TypeError 'Mismatched W.dtype' when called",
+     "fix": "manifest param_specs (dtype, shape per tensor), compared by params_file.check before loading"},
 ]
 
 

@@ -22,6 +22,7 @@ it with the runtime's own ``runtime.LoadParamsFromFile``.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -55,41 +56,100 @@ def _dump(obj) -> str:
 
 @contextlib.contextmanager
 def atomic_dir(out: Path, marker: str = "manifest.json", kind: str = "artifact"):
-    """Yield a temporary directory beside ``out``; on success it replaces ``out`` in one rename.
+    """Yield a temporary directory beside ``out``; on success it replaces ``out`` in one atomic step.
 
     Refuses to replace an existing directory that does not hold ``marker`` (is not an edgecomp ``kind``).
+    Whenever the process dies (SIGKILL included), ``out`` holds either the complete previous directory or the
+    complete new one: a new ``out`` is one rename, an existing one is swapped with the new directory in one
+    ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere two renames, between which ``out`` is briefly absent).
+    A killed build leaves a hidden sibling ``.OUT.tmp-PID-…`` (or ``.OUT.old-PID-…``); it is never read, and
+    the next ``atomic_dir`` on the same ``out`` removes those whose process is gone.
     """
     out = Path(out)
     if out.exists() and not (out / marker).exists():
         raise ConfigError(f"{out} exists and is not an edgecomp {kind}", hint="choose a new -o path or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    _remove_dead_leftovers(out)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = out.parent / f".{out.name}.tmp-{tag}"
     tmp.mkdir()
     try:
         yield tmp
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if out.exists() and _exchange(tmp, out):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous directory
+        else:
+            old = None
+            if out.exists():
+                old = out.parent / f".{out.name}.old-{tag}"
+                os.rename(out, old)
+            os.rename(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def toolchain() -> dict:
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:  # glibc < 2.28
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _remove_dead_leftovers(out: Path) -> None:
+    """Delete ``.OUT.tmp-PID-…`` / ``.OUT.old-PID-…`` siblings of ``out`` whose process no longer runs."""
+    for kind in ("tmp", "old"):
+        for p in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*"):
+            pid = p.name[len(out.name) + 6:].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def toolchain(target=None) -> dict:
+    """Versions of everything that shapes the artifact's bytes: Python packages, TVM's LLVM, and the C++
+    compiler that links model.so (``target``'s cross compiler, else TVM's default: $CXX or g++)."""
     import onnx
     import onnxruntime
     import tvm
     import tvm_ffi
 
     versions = {"python": sys.version.split()[0], "numpy": np.__version__, "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__}
+                "onnxruntime": onnxruntime.__version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
+                "llvm_major": int(tvm.target.codegen.llvm_version_major())}
     if "torch" in sys.modules:
         versions["torch"] = sys.modules["torch"].__version__
+    if target is not None:
+        cc = target.cross.cc if target.cross is not None else os.environ.get("CXX", "g++")
+        versions["linker"] = _first_line([cc, "--version"])
     return versions
+
+
+def _first_line(cmd: list[str]) -> str:
+    import subprocess
+
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{cmd[0]}: unavailable ({type(e).__name__})"
+    return (res.stdout.strip().splitlines() or [f"{cmd[0]}: no version"])[0]
 
 
 def export_model(compiled, target, directory: Path) -> tuple[Path, Path]:
@@ -130,9 +190,11 @@ def write(model, cfg, target, out: Path, timings: dict) -> Path:
                 files[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
         manifest = {
             "format": FORMAT, "edgecomp": __version__, "model": model.name, "source": model.source,
-            "task": model.task, "target": target.to_dict(), "recipe": cfg.to_dict(), "toolchain": toolchain(),
+            "task": model.task, "target": target.to_dict(), "recipe": cfg.to_dict(), "toolchain": toolchain(target),
             "inputs": [s.to_dict() for s in model.inputs], "outputs": list(model.outputs),
-            "params": len(compiled.params), "files": files, "unhashed": ["timings.json"],
+            "params": len(compiled.params),
+            "param_specs": [{"dtype": str(p.dtype), "shape": list(p.shape)} for p in compiled.params],
+            "files": files, "unhashed": ["timings.json"],
         }
         (tmp / "manifest.json").write_text(_dump(manifest))
     return Path(out)
@@ -221,7 +283,7 @@ class Artifact:
 
         # NOTE: checked here, not only by the sha256s: a consistent manifest does not make params.bin well-formed,
         # and the runtime's reader trusts the counts and shapes in it (params_file's doc)
-        params_file.check(self.path / "params.bin", self.manifest["params"])
+        params_file.check(self.path / "params.bin", self.manifest["params"], self.manifest.get("param_specs"))
         lib = tvm.runtime.load_module(str(self.path / "model.so"))
         params_map = tvm.runtime.load_param_dict_from_file(str(self.path / "params.bin"))
         params = [params_map[f"p{i}"].numpy() for i in range(self.manifest["params"])]

@@ -53,8 +53,10 @@ class _Reader:
                             hint="the file is damaged or truncated; rebuild the artifact")
 
 
-def check(path: str | Path, count: int) -> None:
-    """Raise ArtifactError unless ``path`` holds exactly the tensors p0..p{count-1}, each well-formed."""
+def check(path: str | Path, count: int, specs: list[dict] | None = None) -> None:
+    """Raise ArtifactError unless ``path`` holds exactly the tensors p0..p{count-1}, each well-formed and, given
+    ``specs`` (manifest ``param_specs``: ``{"dtype", "shape"}`` per tensor), of that dtype and shape (the
+    compiled main checks its arguments' dtypes only when called, with a TypeError)."""
     path = Path(path)
     r = _Reader(path.read_bytes(), path)
     if r.take("<Q", "the magic number") != LIST_MAGIC:
@@ -81,8 +83,11 @@ def check(path: str | Path, count: int) -> None:
         if any(d < 0 for d in shape):
             r.fail(f"tensor p{i} has shape {list(shape)}")
         size = r.take("<q", f"tensor p{i}'s byte count")
+        dtype = "bool" if code == 6 else f"{DTYPE_CODES[code]}{bits}"
         if size != math.prod(shape) * ((bits + 7) // 8):
-            r.fail(f"tensor p{i} has shape {list(shape)} of {DTYPE_CODES[code]}{bits} but {size:,d} data bytes")
+            r.fail(f"tensor p{i} has shape {list(shape)} of {dtype} but {size:,d} data bytes")
+        if specs is not None and (dtype != specs[i]["dtype"] or list(shape) != list(specs[i]["shape"])):
+            r.fail(f"tensor p{i} is {dtype}{list(shape)}, the model takes {specs[i]['dtype']}{list(specs[i]['shape'])}")
         r.skip(size, f"tensor p{i}'s data")
     if r.pos != len(r.data):
         r.fail(f"{len(r.data) - r.pos:,d} bytes follow the last tensor")

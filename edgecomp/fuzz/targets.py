@@ -42,12 +42,12 @@ class Context:
         return cls(fixtures, scratch)
 
 
-def tiny_onnx_bytes() -> bytes:
-    """x float32[1, 4] -> MatMul(W 4x3) -> Relu -> y float32[1, 3], opset 17."""
+def tiny_onnx_bytes(seed: int = 0) -> bytes:
+    """x float32[1, 4] -> MatMul(W 4x3, N(0, 1) drawn with ``seed``) -> Relu -> y float32[1, 3], opset 17."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), "W")
+    w = numpy_helper.from_array(np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32), "W")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
                               "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])

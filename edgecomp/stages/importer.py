@@ -64,7 +64,8 @@ def _from_module(module, inputs, calibration, calib_samples: int, seed: int) -> 
         calibration = _synthetic(tuple(inputs), calib_samples, seed)
         notes = ("calibration: synthetic N(0,1) / ones inputs (no data was given with the module)",)
     module.eval()
-    return Model(name=type(module).__name__, source={"kind": "torch", "ref": type(module).__qualname__},
+    return Model(name=type(module).__name__, source={"kind": "torch", "ref": type(module).__qualname__,
+                                                     "sha256": _state_sha(module)},
                  form="torch", payload=module, inputs=tuple(inputs), outputs=("output",),
                  calibration=tuple(calibration), notes=notes)
 
@@ -127,6 +128,18 @@ def _synthetic(inputs: tuple[TensorSpec, ...], n: int, seed: int) -> tuple[Feeds
     rng = np.random.default_rng(seed)
     return tuple({s.name: (rng.standard_normal(s.shape).astype(s.dtype) if s.dtype.startswith("float")
                            else np.ones(s.shape, s.dtype)) for s in inputs} for _ in range(n))
+
+
+def _state_sha(module) -> str:
+    """sha256 over the module's state dict (names, dtypes, shapes, bytes) in name order: its weights' identity."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        arr = t.detach().cpu().contiguous()
+        h.update(f"{name}:{arr.dtype}:{list(arr.shape)}".encode())
+        h.update(arr.reshape(-1).view(torch.uint8).numpy().tobytes() if arr.numel() else b"")
+    return h.hexdigest()
 
 
 def _dir_sha(path: Path) -> str:
