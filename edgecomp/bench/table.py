@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _p50(r: dict) -> str:
-    lo, hi = r.get("p50_ci_ms", (None, None))
+    lo, hi = r.get("p50_ci_ms") or (None, None)
     return f"{r['p50_ms']:.3f} ({lo:.2f}-{hi:.2f})" if lo is not None else f"{r['p50_ms']:.3f}"
 
 
@@ -30,7 +30,7 @@ def rows(res: dict) -> tuple[str, list[str], list[list[str]]]:
             out.append([k, _p50(r), f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
                         _ratio(ratio)])
         return title, header, out
-    threads = res["provenance"].get("threads")
+    threads = res.get("provenance", {}).get("threads", "n/a")
     title = f"{res['model']} on {res['target']}, {res['device']} (batch 1, threads: {threads})"
     header = ["engine", "p50 ms (CI)", "p95 ms", "mean ms", "n", "vs edgecomp (CI)"]
     out = []
