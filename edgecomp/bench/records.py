@@ -32,9 +32,10 @@ def engines_record(art, device: str, samples: dict[str, list[float]], prov: dict
                    base: str = "edgecomp") -> dict:
     """The one-device record from per-engine samples (ms); ratios are ``<engine>/<base>``."""
     ratios = st.ratios(samples, base, stats) if base in samples else {}
-    return {**_head(art), "device": device,
-            "results": {name: st.summarize(ms, stats) for name, ms in samples.items()},
-            "ratios": ratios, "warnings": [r["warning"] for r in ratios.values() if r["warning"]],
+    results = {name: st.summarize(ms, stats) for name, ms in samples.items()}
+    warnings = [w for name, r in results.items() if (w := st.noise_warning(name, r, stats))]
+    warnings += [r["warning"] for r in ratios.values() if r["warning"]]
+    return {**_head(art), "device": device, "results": results, "ratios": ratios, "warnings": warnings,
             "provenance": {**prov, **artifact_record(art), "statistics": _stats_record(stats)}}
 
 

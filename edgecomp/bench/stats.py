@@ -70,6 +70,16 @@ def summarize(ms, policy: StatsPolicy = StatsPolicy(), keep_samples: bool = True
     return out
 
 
+def noise_warning(name: str, summary: dict, policy: StatsPolicy = StatsPolicy()) -> str | None:
+    """A warning when the CI on ``name``'s median (a ``summarize`` result) is wider than ``max_rel_width``."""
+    lo, hi = summary["p50_ci_ms"]
+    rel = (hi - lo) / summary["p50_ms"] if summary["p50_ms"] > 0 else float("inf")
+    if rel <= policy.max_rel_width:
+        return None
+    return (f"{name}: the {100 * policy.confidence:g} % CI on its p50 ({lo:.3f}-{hi:.3f} ms) is {100 * rel:.0f} % "
+            f"of the p50 wide (limit {100 * policy.max_rel_width:.0f} %): a noisy run")
+
+
 def ratio(num_name: str, num_ms, den_name: str, den_ms, policy: StatsPolicy = StatsPolicy()) -> dict:
     """p50(num) / p50(den) with a bootstrap CI (the two sample sets resampled independently).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecomp.bench.stats import StatsPolicy, median_ci, ratio, ratios, summarize
+from edgecomp.bench.stats import StatsPolicy, median_ci, noise_warning, ratio, ratios, summarize
 from edgecomp.errors import ConfigError
 
 
@@ -66,3 +66,11 @@ def test_ratio_warns_when_the_interval_is_too_wide_even_if_it_excludes_one():
 def test_bad_policies_are_config_errors(kw):
     with pytest.raises(ConfigError):
         StatsPolicy(**kw)
+
+
+def test_noise_warning_fires_on_a_wide_median_interval_only():
+    rng = np.random.default_rng(4)
+    quiet = summarize(list(rng.normal(10, 0.1, 50)))
+    noisy = summarize(list(rng.lognormal(np.log(10), 0.8, 20)))
+    assert noise_warning("edgecomp", quiet) is None
+    assert "noisy run" in noise_warning("edgecomp", noisy)
