@@ -80,6 +80,9 @@ def bench_remote(artifact: str | Path, devices: list[str], policy=None, progress
     if len({d.url for d in devs}) != len(devs):
         raise ConfigError("the same device is named twice", hint="one lease per device: list each key once")
     art = Artifact.open(artifact)
+    if "model.so" not in art.manifest["files"]:
+        raise ConfigError(f"{art.path} has no model.so to upload (target {art.manifest['target']['name']})",
+                          hint="remote devices run TVM libraries: build for the device's target (x86, arm64)")
     client = prov.machine()
     raw = measure_devices(str(art.path), devs, policy, timeout_s, progress)
     records = {d.key: engines_record(art, d.url, {"edgecomp": raw[d.url]["samples_ms"]},

@@ -57,6 +57,10 @@ def _run_job(job: dict) -> dict:
     sess = tracker.request(job["key"], priority=1, session_timeout=job["session_timeout_s"])
     lease_wait_s = time.time() - t0
     before = _remote_machine(sess)
+    want = art.manifest["target"].get("arch")
+    if before and want and before.get("arch") not in (want, UNKNOWN):
+        raise RuntimeError(f"the artifact is built for {want} ({art.manifest['target']['name']}) but "
+                           f"{job['key']} is {before['arch']}: build for that device's target")
     name = f"edgecomp-{art.manifest['files']['model.so']['sha256'][:16]}.so"
     sess.upload(str(art.path / "model.so"), target=name)
     dev = sess.cpu()

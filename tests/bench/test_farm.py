@@ -120,3 +120,17 @@ def test_a_second_farm_on_the_same_state_or_port_is_refused(running_farm, tmp_pa
         farm.up(farm.FarmConfig(port=_free_port(), servers=1), state)
     with pytest.raises(DeviceError, match="cannot bind the tracker"):
         farm.up(farm.FarmConfig(port=port, servers=1), tmp_path / "other")
+
+
+def test_an_artifact_for_another_arch_is_refused_on_the_device(running_farm, tiny_artifact, tmp_path):
+    import shutil
+
+    port, _ = running_farm
+    art = tmp_path / "arm"
+    shutil.copytree(tiny_artifact, art)
+    manifest = json.loads((art / "manifest.json").read_text())  # not hashed: the artifact still verifies
+    manifest["target"]["arch"] = "aarch64"
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    r = edgecomp("bench", str(art), "--device", f"rpc://127.0.0.1:{port}/local-1", *FAST, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "built for aarch64" in r.stderr.splitlines()[0] and "local-1 is x86_64" in r.stderr.splitlines()[0]
