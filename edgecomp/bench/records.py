@@ -44,7 +44,7 @@ def farm_record(art, tracker: str, per_device: dict[str, dict], samples: dict[st
     """Several devices' records under ``devices`` (by key), with ratios of every device to the first."""
     keys = list(per_device)
     ratios = st.ratios(samples, keys[0], stats) if len(keys) > 1 else {}
-    warnings = [w for k in keys for w in per_device[k]["warnings"]]
+    warnings = [f"{k}: {w}" for k in keys for w in per_device[k]["warnings"]]
     warnings += [r["warning"] for r in ratios.values() if r["warning"]]
     return {**_head(art), "farm": tracker, "devices": per_device, "ratios": ratios, "warnings": warnings,
             "provenance": {"client": client, **artifact_record(art), "parallel": True,
