@@ -19,7 +19,10 @@
 //
 // Contract at the boundary: every exported function catches every C++ exception and turns it (and every
 // argument it rejects) into an edgecomp_status plus a one-line message for edgecomp_last_error(); nothing
-// here calls abort or exit.
+// here calls abort or exit. Handles are registered while open, so a closed (or never opened) handle passed
+// back in is refused with EDGECOMP_ERR_ARGUMENT instead of being dereferenced, and a second close is a
+// no-op. params.bin is walked with bounds checks before the TVM runtime reads it (its reader trusts the
+// counts and sizes in the file), and model.txt's counts and dims are bounded before anything is allocated.
 #include "edgecomp.h"
 
 #include <tvm/ffi/container/array.h>
@@ -35,10 +38,13 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <sstream>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace ffi = tvm::ffi;
@@ -91,9 +97,19 @@ const DTypeEntry kDTypes[] = {
     {EDGECOMP_BOOL, "bool", {kDLBool, 8, 1}},
 };
 
-const DTypeEntry* FindDType(edgecomp_dtype dtype) {
+// A C caller may pass any int as an edgecomp_dtype, but in C++ reading an enum outside its declared range is
+// undefined (UBSan: "load of value 4294967295, which is not a valid value for type 'edgecomp_dtype'"), so a
+// dtype argument is read through its bytes as an int and compared as one.
+int DTypeCode(const edgecomp_dtype& dtype) {
+  int code;
+  static_assert(sizeof(code) == sizeof(dtype), "edgecomp_dtype is int-sized");
+  std::memcpy(&code, &dtype, sizeof code);
+  return code;
+}
+
+const DTypeEntry* FindDType(int code) {
   for (const DTypeEntry& e : kDTypes)
-    if (e.dtype == dtype) return &e;
+    if (static_cast<int>(e.dtype) == code) return &e;
   return nullptr;
 }
 
@@ -131,14 +147,20 @@ struct AlignedCPUAlloc {  // 64-byte aligned, zeroed host memory
   void FreeData(DLTensor* t) { std::free(t->data); }
 };
 
+// Bounds on model.txt, checked before anything is allocated from it.
+constexpr int kMaxTensors = 4096;
+constexpr int64_t kMaxDim = int64_t{1} << 31;
+constexpr size_t kMaxTensorBytes = size_t{1} << 36;  // 64 GiB: far beyond any edge model's tensor
+
 std::vector<Signature> ReadTensors(std::istream& f, const char* section, const std::string& path) {
   std::string line, word;
   int count = -1;
   while (std::getline(f, line) && line.find_first_not_of(" \t\r") == std::string::npos) {
   }
   std::istringstream head(line);
-  if (!(head >> word >> count) || word != section || count < 0)
-    Fail(EDGECOMP_ERR_FILE, path + ": expected '" + section + " COUNT'");
+  if (!(head >> word >> count) || word != section || count < 0 || count > kMaxTensors)
+    Fail(EDGECOMP_ERR_FILE, path + ": expected '" + section + " COUNT' (COUNT <= " + std::to_string(kMaxTensors) +
+                                ")");
   std::vector<Signature> sigs(count);
   for (Signature& s : sigs) {
     std::string dtype;
@@ -152,8 +174,9 @@ std::vector<Signature> ReadTensors(std::istream& f, const char* section, const s
     s.shape.resize(ndim);
     size_t elems = 1;
     for (int64_t& d : s.shape) {
-      if (!(in >> d) || d < 0) Fail(EDGECOMP_ERR_FILE, path + ": bad shape of " + s.name);
-      elems *= static_cast<size_t>(d);
+      if (!(in >> d) || d < 0 || d > kMaxDim) Fail(EDGECOMP_ERR_FILE, path + ": bad shape of " + s.name);
+      elems *= static_cast<size_t>(d);  // d <= 2^31 and the running product is bounded below: no overflow
+      if (elems > kMaxTensorBytes) Fail(EDGECOMP_ERR_FILE, path + ": " + s.name + " is absurdly large");
     }
     s.nbytes = elems * (s.dtype->dl.bits / 8);
     if (in >> word) {
@@ -181,6 +204,78 @@ void CheckRange(const Signature& s, const void* data) {
 void RequireFile(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
   if (!f) Fail(EDGECOMP_ERR_FILE, std::string("cannot open ") + what + " " + path);
+}
+
+// params.bin (runtime.SaveParams): u64 list magic, u64 reserved, u64 n + n names (u64 length + bytes), u64 n,
+// then n tensors: u64 tensor magic, u64 reserved, i32 device type, i32 device id, i32 ndim, u8 code, u8 bits,
+// u16 lanes, i64 shape[ndim], i64 byte count, the bytes. Walked with bounds checks (edgecomp/params_file.py
+// does the same in Python) so a truncated or damaged file is EDGECOMP_ERR_FILE, not the runtime's problem.
+class ParamsWalker {
+ public:
+  ParamsWalker(std::string data, std::string path) : data_(std::move(data)), path_(std::move(path)) {}
+
+  template <typename T>
+  T Take(const char* what) {
+    if (data_.size() - pos_ < sizeof(T)) Bad(std::string("it ends inside ") + what);
+    T v;
+    std::memcpy(&v, data_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  void Skip(uint64_t n, const char* what) {
+    if (n > data_.size() - pos_) Bad(std::string(what) + " runs past the end of the file");
+    pos_ += static_cast<size_t>(n);
+  }
+  std::string Name(uint64_t n) {
+    Skip(n, "a name");
+    return data_.substr(pos_ - n, n);
+  }
+  bool AtEnd() const { return pos_ == data_.size(); }
+  [[noreturn]] void Bad(const std::string& why) const {
+    Fail(EDGECOMP_ERR_FILE, path_ + " is not a valid params file: " + why);
+  }
+
+ private:
+  std::string data_, path_;
+  size_t pos_ = 0;
+};
+
+void CheckParamsFile(const std::string& path, int nparams) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) Fail(EDGECOMP_ERR_FILE, "cannot open the weights " + path);
+  ParamsWalker w(std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()), path);
+  if (w.Take<uint64_t>("the header") != 0xF7E58D4F05049CB7ULL) w.Bad("wrong magic number");
+  w.Take<uint64_t>("the header");
+  uint64_t n = w.Take<uint64_t>("the name count");
+  if (n != static_cast<uint64_t>(nparams))
+    w.Bad("it names " + std::to_string(n) + " tensors, the signature says " + std::to_string(nparams));
+  for (uint64_t i = 0; i < n; ++i)
+    if (w.Name(w.Take<uint64_t>("a name length")) != "p" + std::to_string(i)) w.Bad("tensors are not p0..pN");
+  if (w.Take<uint64_t>("the tensor count") != n) w.Bad("the tensor count differs from the name count");
+  for (uint64_t i = 0; i < n; ++i) {
+    if (w.Take<uint64_t>("a tensor header") != 0xDD5E40F096B4A13FULL) w.Bad("a tensor has a wrong magic number");
+    w.Take<uint64_t>("a tensor header");
+    int32_t device = w.Take<int32_t>("a tensor header");
+    w.Take<int32_t>("a tensor header");
+    int32_t ndim = w.Take<int32_t>("a tensor header");
+    uint8_t code = w.Take<uint8_t>("a tensor header"), bits = w.Take<uint8_t>("a tensor header");
+    uint16_t lanes = w.Take<uint16_t>("a tensor header");
+    if (device != kDLCPU || ndim < 0 || ndim > 16 || lanes != 1 || code > kDLBool ||
+        (bits != 1 && bits != 8 && bits != 16 && bits != 32 && bits != 64))
+      w.Bad("tensor p" + std::to_string(i) + " has a malformed header");
+    uint64_t elems = 1;
+    for (int32_t k = 0; k < ndim; ++k) {
+      int64_t d = w.Take<int64_t>("a tensor shape");
+      if (d < 0 || d > kMaxDim) w.Bad("tensor p" + std::to_string(i) + " has a bad shape");
+      elems *= static_cast<uint64_t>(d);
+      if (elems > kMaxTensorBytes) w.Bad("tensor p" + std::to_string(i) + " is absurdly large");
+    }
+    int64_t size = w.Take<int64_t>("a tensor byte count");
+    if (size < 0 || static_cast<uint64_t>(size) != elems * ((bits + 7u) / 8u))
+      w.Bad("tensor p" + std::to_string(i) + "'s byte count does not match its shape");
+    w.Skip(static_cast<uint64_t>(size), "a tensor's data");
+  }
+  if (!w.AtEnd()) w.Bad("bytes follow the last tensor");
 }
 
 void Flatten(const ffi::Any& value, std::vector<ffi::Tensor>* out) {
@@ -220,7 +315,7 @@ edgecomp_model* Load(const std::string& lib_path, const std::string& params_path
   m->outputs = ReadTensors(f, "outputs", sig_path);
 
   if (!lib_path.empty()) RequireFile(lib_path, "the model library");
-  RequireFile(params_path, "the weights");
+  CheckParamsFile(params_path, nparams);
   ffi::Module lib = lib_path.empty() ? ffi::Function::GetGlobalRequired("ffi.SystemLib")().cast<ffi::Module>()
                                      : ffi::Module::LoadFromFile(lib_path);
   auto loader = lib->GetFunction("vm_load_executable");
@@ -252,6 +347,24 @@ edgecomp_model* Load(const std::string& lib_path, const std::string& params_path
   return m.release();
 }
 
+// The open handles. Every entry point taking a model checks it is here, so a closed handle is refused, not
+// dereferenced (a new handle may reuse a closed one's address; then it is simply that new, valid handle).
+std::mutex registry_mutex;
+std::unordered_set<const edgecomp_model*>& Registry() {
+  static auto* live = new std::unordered_set<const edgecomp_model*>();  // never destroyed: no exit-order issue
+  return *live;
+}
+
+bool Live(const edgecomp_model* m) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  return m != nullptr && Registry().count(m) > 0;
+}
+
+void RequireLive(const edgecomp_model* m, const char* what = "model") {
+  if (m == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, std::string(what) + " is NULL");
+  if (!Live(m)) Fail(EDGECOMP_ERR_ARGUMENT, std::string(what) + " is not an open handle (closed already?)");
+}
+
 // lib nullptr: the system lib (edgecomp_open_static).
 edgecomp_status Open(const char* fn, const char* lib, const char* params, const char* sig, edgecomp_model** out,
                      bool system_lib = false) {
@@ -260,7 +373,10 @@ edgecomp_status Open(const char* fn, const char* lib, const char* params, const 
     if (out == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "out is NULL");
     if ((lib == nullptr && !system_lib) || params == nullptr || sig == nullptr)
       Fail(EDGECOMP_ERR_ARGUMENT, "a path is NULL");
-    *out = Load(system_lib ? "" : lib, params, sig);
+    edgecomp_model* m = Load(system_lib ? "" : lib, params, sig);
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    Registry().insert(m);
+    *out = m;
     return EDGECOMP_OK;
   });
 }
@@ -270,7 +386,8 @@ const std::vector<Signature>& Side(const edgecomp_model* m, bool input) { return
 edgecomp_status Info(const char* fn, const edgecomp_model* m, int32_t index, edgecomp_tensor_info* info,
                      bool input) {
   return Guard(fn, [&] {
-    if (m == nullptr || info == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model or info is NULL");
+    RequireLive(m);
+    if (info == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "info is NULL");
     const std::vector<Signature>& sigs = Side(m, input);
     if (index < 0 || static_cast<size_t>(index) >= sigs.size())
       Fail(EDGECOMP_ERR_ARGUMENT, "index " + std::to_string(index) + " is out of range (the model has " +
@@ -287,7 +404,8 @@ edgecomp_status Info(const char* fn, const edgecomp_model* m, int32_t index, edg
 
 edgecomp_status Index(const char* fn, const edgecomp_model* m, const char* name, int32_t* index, bool input) {
   return Guard(fn, [&] {
-    if (m == nullptr || name == nullptr || index == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "an argument is NULL");
+    RequireLive(m);
+    if (name == nullptr || index == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "name or index is NULL");
     const std::vector<Signature>& sigs = Side(m, input);
     for (size_t i = 0; i < sigs.size(); ++i) {
       if (sigs[i].name == name) {
@@ -324,17 +442,21 @@ edgecomp_status edgecomp_open_static(const char* params_bin, const char* signatu
 
 void edgecomp_close(edgecomp_model* model) {
   try {
+    {
+      std::lock_guard<std::mutex> lock(registry_mutex);
+      if (Registry().erase(model) == 0) return;  // NULL, closed already or never opened: nothing to free
+    }
     delete model;
   } catch (...) {  // destructors of runtime objects should not throw; if one does, leak rather than abort
   }
 }
 
 int32_t edgecomp_num_inputs(const edgecomp_model* model) {
-  return model == nullptr ? -1 : static_cast<int32_t>(model->inputs.size());
+  return Live(model) ? static_cast<int32_t>(model->inputs.size()) : -1;
 }
 
 int32_t edgecomp_num_outputs(const edgecomp_model* model) {
-  return model == nullptr ? -1 : static_cast<int32_t>(model->outputs.size());
+  return Live(model) ? static_cast<int32_t>(model->outputs.size()) : -1;
 }
 
 edgecomp_status edgecomp_input_info(const edgecomp_model* model, int32_t index, edgecomp_tensor_info* info) {
@@ -356,16 +478,18 @@ edgecomp_status edgecomp_output_index(const edgecomp_model* model, const char* n
 edgecomp_status edgecomp_set_input(edgecomp_model* model, int32_t index, edgecomp_dtype dtype,
                                    const int64_t* shape, int32_t ndim, const void* data, size_t nbytes) {
   return Guard("edgecomp_set_input", [&] {
-    if (model == nullptr || data == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model or data is NULL");
+    RequireLive(model);
+    if (data == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "data is NULL");
     if (index < 0 || static_cast<size_t>(index) >= model->inputs.size())
       Fail(EDGECOMP_ERR_ARGUMENT, "input index " + std::to_string(index) + " is out of range (the model has " +
                                       std::to_string(model->inputs.size()) + " inputs)");
     const Signature& s = model->inputs[index];
     if (ndim < 0 || (ndim > 0 && shape == nullptr)) Fail(EDGECOMP_ERR_ARGUMENT, "shape is NULL or ndim < 0");
-    const DTypeEntry* given = FindDType(dtype);
+    const int code = DTypeCode(dtype);
+    const DTypeEntry* given = FindDType(code);
     if (given != s.dtype)
       Fail(EDGECOMP_ERR_DTYPE, "input '" + s.name + "' has dtype " + s.dtype->name + ", got " +
-                                   (given ? given->name : "an unknown dtype (" + std::to_string(dtype) + ")"));
+                                   (given ? given->name : "an unknown dtype (" + std::to_string(code) + ")"));
     std::string expected = ShapeString(s.shape.data(), static_cast<int32_t>(s.shape.size()));
     if (static_cast<size_t>(ndim) != s.shape.size())  // do not read a caller's shape array past its rank
       Fail(EDGECOMP_ERR_SHAPE, "input '" + s.name + "' has shape " + expected + ", got rank " +
@@ -387,7 +511,7 @@ edgecomp_status edgecomp_set_input(edgecomp_model* model, int32_t index, edgecom
 
 edgecomp_status edgecomp_run(edgecomp_model* model) {
   return Guard("edgecomp_run", [&] {
-    if (model == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model is NULL");
+    RequireLive(model);
     model->results.clear();
     std::vector<ffi::AnyView> args;
     for (const ffi::Tensor& t : model->input_tensors) args.emplace_back(t);
@@ -417,7 +541,8 @@ edgecomp_status edgecomp_run(edgecomp_model* model) {
 
 edgecomp_status edgecomp_get_output(const edgecomp_model* model, int32_t index, void* data, size_t nbytes) {
   return Guard("edgecomp_get_output", [&] {
-    if (model == nullptr || data == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "model or data is NULL");
+    RequireLive(model);
+    if (data == nullptr) Fail(EDGECOMP_ERR_ARGUMENT, "data is NULL");
     if (index < 0 || static_cast<size_t>(index) >= model->outputs.size())
       Fail(EDGECOMP_ERR_ARGUMENT, "output index " + std::to_string(index) + " is out of range (the model has " +
                                       std::to_string(model->outputs.size()) + " outputs)");
@@ -435,12 +560,12 @@ edgecomp_status edgecomp_get_output(const edgecomp_model* model, int32_t index, 
 const char* edgecomp_last_error(void) { return last_error.c_str(); }
 
 const char* edgecomp_dtype_name(edgecomp_dtype dtype) {
-  const DTypeEntry* e = FindDType(dtype);
+  const DTypeEntry* e = FindDType(DTypeCode(dtype));
   return e ? e->name : nullptr;
 }
 
 size_t edgecomp_dtype_size(edgecomp_dtype dtype) {
-  const DTypeEntry* e = FindDType(dtype);
+  const DTypeEntry* e = FindDType(DTypeCode(dtype));
   return e ? e->dl.bits / 8 : 0;
 }
 
