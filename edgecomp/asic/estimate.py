@@ -23,32 +23,43 @@ def datapath_for(spec: codegen.LayerSpec, cfg: AsicConfig):
     return cfg.datapath(spec.wbits, 8 if spec.qmax > 7 else 4)
 
 
+STREAM = frozenset({"elementwise", "exp2", "log2", "erf", "reduce", "softmax", "layernorm"})  # row-local VCU ops
+ELEMENTWISE = frozenset({"elementwise", "exp2", "log2", "erf"})
+
+
 def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_bytes: int) -> set[str]:
-    """Values that stay in SRAM (fusion): produced and consumed only by accelerator ops, and no larger than
-    ``cfg.fuse_bytes``. Graph inputs and outputs always live in DRAM."""
+    """Values that stay in SRAM (fusion rules, docs/asic.md): produced and consumed only by accelerator ops, and
+    either no larger than ``cfg.fuse_bytes``, or streamed: a row-local VCU op (elementwise, last-axis reduction,
+    softmax, LayerNorm) feeding only row-local VCU ops or GEMM partitions (which quantize row by row), or a
+    GEMM partition feeding only elementwise ops (its output tiles are consumed as they are stored). Graph
+    inputs and outputs always live in DRAM."""
     from edgecomp.asic.cost import VECTOR_OPS, _itemsize, _numel
 
-    def on_accel(node) -> bool:
+    def kind(node) -> str | None:
         if is_partition(node):
-            return datapath_for(specs[node.name][0], cfg) is not None
-        return VECTOR_OPS.get(node.op_type) is not None
+            return "gemm" if datapath_for(specs[node.name][0], cfg) is not None else None
+        return VECTOR_OPS.get(node.op_type)
 
     g = graph.graph
     boundary = {v.name for v in g.input} | {v.name for v in g.output}
-    accel: dict[str, bool] = {}
+    producer: dict[str, str | None] = {}
+    consumers: dict[str, list] = {}
     for node in g.node:
         for v in node.output:
-            accel[v] = on_accel(node)
-    for node in g.node:
-        if not on_accel(node):
-            for v in node.input:
-                accel[v] = False
+            producer[v] = kind(node)
+        for v in node.input:
+            consumers.setdefault(v, []).append(kind(node))
     keep = set()
-    for v, ok in accel.items():
-        if ok and v not in boundary and v in shapes:
-            s, dt = shapes[v]
-            if _numel(s) * _itemsize(dt, float_bytes) <= cfg.fuse_bytes:
-                keep.add(v)
+    for v, pk in producer.items():
+        cons = consumers.get(v, [])
+        if pk is None or v in boundary or v not in shapes or not cons or any(c is None for c in cons):
+            continue
+        s, dt = shapes[v]
+        small = _numel(s) * _itemsize(dt, float_bytes) <= cfg.fuse_bytes
+        streamed = (pk in STREAM and all(c in STREAM or c == "gemm" for c in cons)) or \
+            (pk == "gemm" and all(c in ELEMENTWISE for c in cons))
+        if small or streamed:
+            keep.add(v)
     return keep
 
 
