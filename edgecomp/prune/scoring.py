@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from edgecomp.linalg import damped_cholesky
 
-def _cholesky_solve(M: torch.Tensor, B: torch.Tensor, damp: float) -> torch.Tensor:
-    """M⁻¹B for symmetric PSD ``M``, adding ``damp``·mean(diag M)·I (and more, up to 1e6×, while the
-    factorisation fails) so singular XᵀX (dead channels, too few tokens) still solves."""
-    scale = float(M.diagonal().mean().clamp(min=1e-30))
-    eye = torch.eye(M.shape[0], dtype=M.dtype)
-    for k in range(7):
-        L, info = torch.linalg.cholesky_ex(M + damp * 10**k * scale * eye)
-        if int(info) == 0:
-            return torch.cholesky_solve(B, L)
-    raise ValueError("matrix is not positive definite even with heavy damping")
+
+def _cholesky_solve(M: torch.Tensor, B: torch.Tensor, damp: float, what: str) -> torch.Tensor:
+    """M⁻¹B for symmetric PSD ``M``, adding ``damp``·mean(diag M)·I (10x more per failed factorisation, up to
+    1e6x) so singular XᵀX (dead channels, too few tokens) still solves."""
+    return torch.cholesky_solve(B, damped_cholesky(M, damp, what, retries=6, retry_floor=1e-12))
 
 
 def newton_mask(W: torch.Tensor, G: torch.Tensor, rho: float, lam: float = 1.0,
@@ -38,7 +34,7 @@ def newton_mask(W: torch.Tensor, G: torch.Tensor, rho: float, lam: float = 1.0,
     A = (W.T @ W) * G  # (WWᵀ)∘(XᵀX) in the paper's orientation
     H = A + lam * torch.ones(D, D, dtype=torch.float64)
     r = (1.0 - rho) * D
-    u = lam * (D - r) * _cholesky_solve(H, torch.ones(D, 1, dtype=torch.float64), damp)[:, 0]
+    u = lam * (D - r) * _cholesky_solve(H, torch.ones(D, 1, dtype=torch.float64), damp, "Newton Hessian")[:, 0]
     return 1.0 - u
 
 
@@ -57,7 +53,7 @@ def compensate(W: torch.Tensor, G: torch.Tensor, keep: torch.Tensor, damp: float
     k, p = mask.nonzero()[:, 0], (~mask).nonzero()[:, 0]
     out = torch.zeros_like(W64)
     # W_k' ᵀ = W_kᵀ + G_kk⁻¹ G_kp W_pᵀ
-    delta = _cholesky_solve(G[k][:, k], G[k][:, p] @ W64[:, p].T, damp) if len(p) else 0.0
+    delta = _cholesky_solve(G[k][:, k], G[k][:, p] @ W64[:, p].T, damp, "kept-input Gram matrix") if len(p) else 0.0
     out[:, k] = W64[:, k] + (delta.T if len(p) else 0.0)
     return out.to(W.dtype)
 
@@ -71,12 +67,13 @@ def optimal_losses(W: torch.Tensor, G: torch.Tensor, groups: list[torch.Tensor],
     """
     W, G = W.double(), G.double()
     D = G.shape[0]
-    Gi = _cholesky_solve(G, torch.eye(D, dtype=torch.float64), damp)
+    Gi = _cholesky_solve(G, torch.eye(D, dtype=torch.float64), damp, "input Gram matrix")
     Gi = (Gi + Gi.T) / 2
     if all(len(p) == 1 for p in groups):  # single channels: ‖W_p‖² / [G⁻¹]_pp, vectorised
         idx = torch.cat(groups)
         return (W[:, idx] ** 2).sum(0) / Gi.diagonal()[idx]
-    return torch.stack([torch.trace(W[:, p] @ _cholesky_solve(Gi[p][:, p], W[:, p].T, 1e-9)) for p in groups])
+    return torch.stack([torch.trace(W[:, p] @ _cholesky_solve(Gi[p][:, p], W[:, p].T, 1e-9, "inverse Gram block"))
+                        for p in groups])
 
 
 def compensation_loss(W: torch.Tensor, G: torch.Tensor, keep: torch.Tensor) -> float:

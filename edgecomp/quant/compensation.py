@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from edgecomp.errors import ConfigError
-from edgecomp.quant.primitives import damped_cholesky
+from edgecomp.linalg import damped_cholesky
 
 
 def compensate(w: Tensor, H: Tensor, C: Tensor, damp: float = 0.01) -> Tensor:

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from edgecomp.errors import ConfigError
-from edgecomp.quant.primitives import WeightGrid, damped_cholesky, weight_qparams
+from edgecomp.linalg import damped_cholesky
+from edgecomp.quant.primitives import WeightGrid, weight_qparams
 
 
 def _inverse_cholesky(H: Tensor, damp: float) -> Tensor:

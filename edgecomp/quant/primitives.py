@@ -148,27 +148,3 @@ def sqnr_db(ref: Tensor, test: Tensor) -> float:
     if signal == 0.0:
         return -math.inf
     return 10.0 * math.log10(signal / noise)
-
-
-def damped_cholesky(H: Tensor, damp: float, what: str = "Hessian", retries: int = 4) -> Tensor:
-    """Lower Cholesky factor of H + γ I, γ = damp * mean(diag H), raising the damping 10x after each failure.
-
-    H: [K, K] symmetric (float64 preferred); damp >= 0 (0 is retried from 1e-3); a non-positive mean diagonal
-    counts as 1. Raises ConfigError naming ``what`` when even the largest damping does not factorise.
-    """
-    K = H.shape[0]
-    if not bool(torch.isfinite(H).all()):
-        # NOTE: checked up front because Cholesky reads one triangle only and would pass an inf in the other.
-        raise ConfigError(f"the {K}x{K} {what} contains NaN or inf",
-                          hint="check the calibration activations for NaN/inf (overflowing fp16 activations?)")
-    mean_diag = float(torch.diag(H).mean())
-    if not mean_diag > 0:
-        mean_diag = 1.0
-    eye = torch.eye(K, dtype=H.dtype)
-    for attempt in range(retries + 1):
-        gamma = damp if attempt == 0 else max(damp, 1e-3) * 10**attempt
-        L, info = torch.linalg.cholesky_ex(H + (gamma * mean_diag) * eye)
-        if int(info) == 0:
-            return L
-    raise ConfigError(f"the {K}x{K} {what} is not positive definite even with damping {gamma:g} x mean(diag)",
-                      hint="check the calibration activations for NaN/inf, or raise quantize.damp")

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from edgecomp.errors import ConfigError
+from edgecomp.linalg import damped_cholesky
 from edgecomp.quant.primitives import (
     WeightGrid,
-    damped_cholesky,
     dequantize_weight,
     quantize_weight,
     weight_qparams,
