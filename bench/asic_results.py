@@ -5,7 +5,7 @@
     python bench/asic_results.py --table-only                     # README table from the JSON
 
 The quantized rows are the CLI itself: ``edgecomp build MODEL --quant S --quant-method rtn --target asic-sim``
-(RTN: every layer per-token integer, no LogNP layers, which the accelerator does not run yet), ``edgecomp
+(RTN: every layer per-token integer; QuartDepth's reconstruction takes minutes per model), ``edgecomp
 bench`` (simulated latency / energy / DRAM / utilization from the committed cost model) and ``edgecomp eval``
 (quality through the simulator). The FP16 row re-costs the W8A8 artifact's partitions and host graph on the
 fp16 datapath (``edgecomp.asic.bench.simulate(..., datapath="fp16")``): cost only; its quality is the fp32

@@ -53,11 +53,22 @@ class AsicCompiled:
         (d / "program.bin").write_bytes(b"".join(blob))
         (d / "layers.json").write_text(json.dumps(layers, indent=1, sort_keys=True) + "\n")
         arrays = {f"L{i}_{t}": a for i, img in enumerate(self.images) for t, a in sorted(img.items())}
-        with open(d / "dram.npz", "wb") as f:
-            np.savez(f, **arrays)
+        _write_npz(d / "dram.npz", arrays)
         (d / "cost.json").write_text(json.dumps(self.cost, indent=1, sort_keys=True) + "\n")
         (d / "topology.csv").write_text(scalesim_topology(self.cost))
         return d / "program.bin", d / "dram.npz"
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed zip timestamps, so the same build gives the same bytes (np.savez stamps now)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
 
 
 def trace(P: Partitioned, feed: dict) -> tuple[dict, dict]:

@@ -80,6 +80,8 @@ def partition(model: onnx.ModelProto) -> Partitioned:
     insert: dict[int, list] = {}
     for mi, node in enumerate(G.g.node):
         fq = F._fake_quant(G, mi) if node.op_type == "Mul" else None
+        if fq is None and node.op_type == "Div":
+            fq = _lognp_decoded(G, mi)
         if fq is None:
             continue
         for ui in G.consumers.get(fq.out, []):
@@ -123,6 +125,30 @@ def partition(model: onnx.ModelProto) -> Partitioned:
     if not any(o.domain == DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     return Partitioned(out, tuple(layers), skipped)
+
+
+def _lognp_decoded(G, div_index: int):
+    """The end of a LogNP fake-quant (``edgecomp.quant.activations.lognp_fake_quant``): ``Div(Mul(Mul(Sign(q),
+    Clip(Round(.), 0, 127)), gmax), 127)``, i.e. int8 table values times one per-token float. The decode stays a
+    VCU op (log2 / exp2); the partition re-quantizes its output per token with qmax 127, which gives back the
+    table values (``|a| / (max|a| / 127)`` is within a few ulp of them), so the GEMM is int8 x weight codes."""
+    div = G.g.node[div_index]
+    if len(div.input) != 2 or G.scalar(div.input[1]) != 127.0:
+        return None
+    _, mul = G.node(div.input[0], "Mul")
+    if mul is None:
+        return None
+    for side in mul.input:
+        _, inner = G.node(side, "Mul")
+        if inner is None:
+            continue
+        ops = {G.g.node[G.producer[v]].op_type for v in inner.input if v in G.producer}
+        clip = next((G.g.node[G.producer[v]] for v in inner.input
+                     if v in G.producer and G.g.node[G.producer[v]].op_type == "Clip"), None)
+        if ops == {"Sign", "Clip"} and clip is not None and len(clip.input) == 3 \
+                and G.scalar(clip.input[1]) == 0.0 and G.scalar(clip.input[2]) == 127.0:
+            return F.FakeQuant(div.output[0], div.output[0], 127)
+    return None
 
 
 def is_partition(node) -> bool:

@@ -1,0 +1,66 @@
+"""Partitioning: per-token fake-quant and LogNP-decoded activations feeding int4 weights become accelerator
+GEMMs (LogNP ones on the W4A8 datapath: int8 table values x int4 codes); the simulator matches the integer
+reference bit for bit and onnxruntime on the fake-quant graph to float rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _fake_quant_graph(lognp: bool, K: int = 64, N: int = 48, block: int = 32) -> onnx.ModelProto:
+    """x [1, 8, K] -> (LogNP | per-token int4) fake-quant -> MatMulNBits (symmetric int4, zero point 8)."""
+    import torch
+
+    from edgecomp.quant.activations import fake_quant_symmetric, lognp_fake_quant
+
+    class FQ(torch.nn.Module):
+        def forward(self, x):
+            return lognp_fake_quant(x, 4, (-1,)) if lognp else fake_quant_symmetric(x, 4, (-1,))
+
+    import io
+
+    buf = io.BytesIO()
+    torch.onnx.export(FQ(), (torch.zeros(1, 8, K),), buf, input_names=["x"], output_names=["a"], opset_version=17,
+                      dynamo=False)
+    m = onnx.load_from_string(buf.getvalue())
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, 16, (N, K)).astype(np.uint8)
+    packed = (u[:, 0::2] | (u[:, 1::2] << 4)).reshape(N, K // block, block // 2)
+    scales = (rng.random((N, K // block)) * 0.05 + 0.01).astype(np.float32).reshape(-1)
+    m.graph.initializer.extend([numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "S")])
+    m.graph.node.append(helper.make_node("MatMulNBits", ["a", "B", "S"], ["y"], domain="com.microsoft", K=K, N=N,
+                                         bits=4, block_size=block, name="fc"))
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, N]))
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return m
+
+
+@pytest.mark.parametrize("lognp", [False, True], ids=["per-token", "lognp"])
+def test_partition_runs_on_the_accelerator(asic_cfg, lognp):
+    from edgecomp import onnx_tools
+    from edgecomp.asic.build import compile_asic
+    from edgecomp.asic.partition import partition
+    from edgecomp.asic.runtime import Executor
+    from edgecomp.targets import load_target
+
+    m = _fake_quant_graph(lognp)
+    P = partition(m)
+    assert [layer.name for layer in P.layers] == ["fc"]
+    assert P.layers[0].qmax == (127 if lognp else 7) and P.layers[0].zeros is None  # symmetric: z = 8
+    rng = np.random.default_rng(1)
+    feeds = [{"x": (rng.standard_normal((1, 8, 64)) * rng.uniform(0.1, 5, (1, 8, 1))).astype(np.float32)}
+             for _ in range(2)]
+    compiled, summary = compile_asic(m, feeds, load_target("asic-sim").asic)  # raises unless bit-exact
+    assert summary["bit_exact_vs_reference"] and summary["datapaths"] == (["w4a8"] if lognp else ["w4a4"])
+    ex = Executor(compiled.host, compiled.layers, compiled.programs, compiled.images, asic_cfg)
+    sess = onnx_tools.session(m)
+    for f in feeds:
+        y, ref = ex(f)[0], onnx_tools.run(sess, f)[0]
+        assert np.linalg.norm(y - ref) / np.linalg.norm(ref) < 1e-5
+    if lognp:  # the LogNP decode (log2 / exp2) is costed on the vector unit
+        kinds = {r["kind"] for r in compiled.cost["layers"] if r["unit"] == "vcu"}
+        assert {"Log", "Pow"} <= kinds
