@@ -60,12 +60,51 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     if target is not None and kernels:
         model, report = int_fusion.fuse(model, target)
     model = quant_ops.rewrite(model)
+    model = _pretranspose_gemm_weights(model)
     model = _inline_shape_constants(model)
     with int_fusion.registered(target):
         mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                         dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
     mod, params = relax.frontend.detach_params(mod)
     return mod, [p.numpy() for p in params.get("main", [])], report
+
+
+def _pretranspose_gemm_weights(model):
+    """``Gemm(transB=1)`` on a 2-D float initializer -> the same Gemm on the transposed initializer, ``transB=0``.
+
+    The importer keeps initializers as runtime parameters (``keep_params_in_input``), so a transposed weight
+    would be transposed again on every call: EfficientNet-Lite0's 1280x1000 classifier spent more time in
+    that transpose than in any convolution. Transposing once here is exact. An initializer that other
+    nodes also read gets a transposed copy under a new name.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    def trans_b(node):
+        return next((a for a in node.attribute if a.name == "transB" and a.i == 1), None)
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {t.name: t for t in out.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in out.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    changed = False
+    for i, node in enumerate(out.graph.node):
+        attr = trans_b(node) if node.op_type == "Gemm" and len(node.input) > 1 else None
+        src = inits.get(node.input[1]) if attr is not None else None
+        if src is None or src.data_type != onnx.TensorProto.FLOAT or len(src.dims) != 2:
+            continue
+        weight = numpy_helper.to_array(src).T.copy()
+        if readers[src.name] == 1:
+            src.CopyFrom(numpy_helper.from_array(weight, src.name))
+        else:
+            node.input[1] = f"{src.name}__transposed_{i}"
+            out.graph.initializer.append(numpy_helper.from_array(weight, node.input[1]))
+        attr.i = 0
+        changed = True
+    return out if changed else model
 
 
 def _is_param(t) -> bool:

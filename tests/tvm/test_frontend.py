@@ -32,3 +32,42 @@ def test_unsupported_op_is_named():
     with pytest.raises(UnsupportedOpError, match=r"Celu \(node 'odd'\)"):
         frontend.check_ops(model)
     onnx.checker.check_model(_reshape_model())
+
+
+def _gemm_model(shared: bool):
+    """y = x @ wᵀ + b (Gemm transB=1); with ``shared``, w also feeds a second (MatMul) branch."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])]
+    w = numpy_helper.from_array(rng.standard_normal((3, 5)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1, name="fc")]
+    if shared:
+        outs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [3, 3]))
+        nodes.append(helper.make_node("MatMul", ["w", "wt"], ["z"]))
+        wt = numpy_helper.from_array(rng.standard_normal((5, 3)).astype(np.float32), "wt")
+        init = [w, b, wt]
+    else:
+        init = [w, b]
+    graph = helper.make_graph(nodes, "g", [x], outs, initializer=init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_gemm_weights_are_transposed_once_at_build_not_per_call(shared):
+    import onnxruntime as ort
+
+    model = _gemm_model(shared)
+    rewritten = frontend._pretranspose_gemm_weights(model)
+    gemm = next(n for n in rewritten.graph.node if n.op_type == "Gemm")
+    assert [a.i for a in gemm.attribute if a.name == "transB"] == [0]
+    inits = {t.name: numpy_helper.to_array(t) for t in rewritten.graph.initializer}
+    assert inits[gemm.input[1]].shape == (5, 3)
+    assert ("w" in inits and inits["w"].shape == (3, 5)) == shared  # the other reader keeps the original
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 5)).astype(np.float32)}
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    mod, _, _ = frontend.to_relax(model, (TensorSpec("x", (2, 5)),))
+    assert "permute_dims" not in mod.script()  # no per-call transpose of the Gemm weight
