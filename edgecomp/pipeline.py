@@ -31,6 +31,10 @@ def build(source, target: Target, out: str | Path, cfg: BuildConfig | None = Non
           calibration=None, progress=None) -> Path:
     """Compile ``source`` for ``target`` into the artifact directory ``out`` (atomically)."""
     cfg = cfg or BuildConfig()
+    if target.cross is not None:  # a missing cross compiler (e.g. no Android NDK) fails now, not after import
+        from edgecomp.runtime import cross
+
+        cross.require_tools(target.cross)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress:

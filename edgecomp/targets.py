@@ -21,12 +21,12 @@ from edgecomp.resources import data_dir
 class Cross:
     """How the build machine builds and runs code for another architecture (a target's ``[cross]`` table)."""
 
-    cc: str  # C++ cross compiler: links model.so and the C++ host program
-    cc_package: str  # Debian package providing cc (named in the error when cc is missing)
-    emulator: str  # user-mode emulator the qemu runner executes the host program with
-    emulator_package: str  # Debian package providing it
-    sysroot: str  # the target's libc/libstdc++ root, passed to the emulator as -L
-    wheel_platform: str  # pip --platform tag of the target's apache-tvm / apache-tvm-ffi wheels (runtime .so)
+    cc: str  # C++ cross compiler: links model.so and the C++ host program; $VARS are expanded when used
+    cc_package: str  # what provides cc (a Debian package, or e.g. the Android NDK), named in the error
+    emulator: str = ""  # user-mode emulator the qemu runner executes the host program with ("" = none)
+    emulator_package: str = ""  # Debian package providing it
+    sysroot: str = ""  # the target's libc/libstdc++ root, passed to the emulator as -L
+    wheel_platform: str = ""  # pip --platform tag of the target's apache-tvm / apache-tvm-ffi wheels (runtime .so)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,8 +37,8 @@ class Target:
     name: str
     description: str
     arch: str
-    runner: str  # local | qemu | rpc | sim
-    schedule: str  # schedule family for untuned PrimFuncs: cpu
+    runner: str  # local | qemu | sim | device (built here, runs only on the device itself)
+    schedule: str  # schedule family for untuned PrimFuncs: cpu | gpu | asic
     tvm: dict = field(default_factory=dict)  # TVM target JSON; mcpu "host" = this machine's CPU
     tuning_database: str = ""  # kernels/<path> holding MetaSchedule records, "" = none
     capabilities: tuple[str, ...] = ()
@@ -61,7 +61,7 @@ class Target:
         import tvm
 
         spec = self.resolved_tvm()
-        if threads:
+        if threads and spec.get("kind") == "llvm":  # a CPU attribute: a GPU target has no num-cores
             spec["num-cores"] = threads
         return tvm.target.Target(spec)
 
@@ -99,7 +99,8 @@ def load_target(name: str) -> Target:
     raise UnknownTargetError(f"unknown target {name!r}", hint=f"known targets: {names} (see `edgecomp targets`)")
 
 
-RUNNERS = ("local", "qemu", "sim")  # runners this version implements (rpc: not yet); sim: edgecomp.asic
+# runners this version implements (rpc: not yet); sim: edgecomp.asic; device: `edgecomp run` refuses the artifact
+RUNNERS = ("local", "qemu", "sim", "device")
 
 
 def _parse(path: Path) -> Target:
@@ -115,8 +116,8 @@ def _parse(path: Path) -> Target:
     if t.runner not in RUNNERS:
         raise ConfigError(f"target file {path}: runner {t.runner!r} is not one of {', '.join(RUNNERS)}",
                           hint="local runs in-process; qemu needs a [cross] table")
-    if t.runner == "qemu" and t.cross is None:
-        raise ConfigError(f"target file {path}: runner 'qemu' needs a [cross] table",
+    if t.runner == "qemu" and (t.cross is None or not t.cross.emulator):
+        raise ConfigError(f"target file {path}: runner 'qemu' needs a [cross] table with an emulator",
                           hint="give cc, cc_package, emulator, emulator_package, sysroot and wheel_platform")
     if t.runner == "sim" and not t.asic:
         raise ConfigError(f"target file {path}: runner 'sim' needs an [asic] table", hint="see targets/asic-sim.toml")

@@ -57,3 +57,39 @@ def test_invalid_runner_or_cross_table(tmp_path, monkeypatch, runner, tail, mess
     monkeypatch.setattr(targets, "_targets_dir", lambda: tmp_path)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_target("t")
+
+
+def test_jetson_orin_is_cuda_sm87_with_an_aarch64_host():
+    t = load_target("jetson-orin")
+    assert all(load_target(a) == t for a in ("nvidia/jetson-orin-nano", "nvidia/jetson-agx-orin", "orin"))
+    assert t.runner == "device" and t.supports("cuda") and t.cross.cc == "aarch64-linux-gnu-g++"
+    assert t.cross.emulator == ""  # qemu cannot run CUDA: nothing emulates this target
+    tgt = t.tvm_target(2)  # threads: a CPU attribute, not set on the CUDA target
+    assert (str(tgt.kind.name), str(tgt.arch)) == ("cuda", "sm_87") and "num-cores" not in tgt.attrs
+    assert str(tgt.host.attrs["mtriple"]) == "aarch64-linux-gnu" and bool(tgt.host.attrs["feature.has_dotprod"])
+    import tvm
+
+    for tag in ("nvidia/jetson-orin-nano", "nvidia/jetson-agx-orin-64gb"):  # TVM's own tags agree on the GPU
+        assert str(tvm.target.Target(tag).arch) == "sm_87"
+
+
+def test_android_arm64_is_arm64_code_with_the_ndk_compiler():
+    a, arm = load_target("android-arm64"), load_target("arm64")
+    assert a.runner == "device" and a.schedule == arm.schedule and a.capabilities == arm.capabilities
+    assert a.tvm["mattr"] == arm.tvm["mattr"] and a.tvm["mtriple"] == "aarch64-linux-android"
+    assert a.cross.cc.startswith("$ANDROID_NDK_HOME/") and a.cross.emulator == ""
+
+
+def test_android_build_without_the_ndk_fails_at_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ANDROID_NDK_HOME"}
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "edgecomp", "build", "vit-fmnist", "--target", "android-arm64",
+                          "-o", str(out)], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ANDROID_NDK_HOME is not set") and lines[1].startswith("hint: export")
+    assert len(lines) == 2 and list(tmp_path.iterdir()) == []  # no output directory, not even a temporary one

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,21 +46,33 @@ def cache_root() -> Path:
 
 
 def require_tool(name: str, package: str) -> str:
-    """The absolute path of executable ``name``, or ToolchainError naming the Debian ``package``."""
-    path = shutil.which(name)
+    """The absolute path of executable ``name``, or ToolchainError naming ``package``.
+
+    ``name`` may hold environment variables (``$ANDROID_NDK_HOME/.../clang++``); an unset one is named in the
+    error, since the fix is to set it, not to install a package."""
+    unset = sorted({v for v in re.findall(r"\$\{?(\w+)\}?", name) if not os.environ.get(v)})
+    if unset:
+        raise ToolchainError(f"{', '.join(unset)} is not set; the compiler {name} needs it ({package})",
+                             hint=f"export {unset[0]}=/path/to/it (install: {package})")
+    expanded = os.path.expandvars(name)
+    path = shutil.which(expanded)
     if path is None:
+        if expanded != name:  # a path built from the environment: the variable points to the wrong place
+            raise ToolchainError(f"{expanded} does not exist (from {name})",
+                                 hint=f"point the variable at an installation that has it ({package})")
         raise ToolchainError(f"{name} is not installed (needed for cross targets)",
                              hint=f"apt-get install {package} (Debian/Ubuntu), or `make test` installs it")
     return path
 
 
 def _tools(cross: Cross) -> tuple[tuple[str, str], ...]:
-    return (cross.cc, cross.cc_package), (cross.emulator, cross.emulator_package)
+    """(tool, package) of the cross compiler and, if the target has one, the emulator."""
+    return ((cross.cc, cross.cc_package),) + (((cross.emulator, cross.emulator_package),) if cross.emulator else ())
 
 
 def missing_tools(cross: Cross) -> list[str]:
     """``"tool (package)"`` for each of the cross compiler and the emulator that is not installed."""
-    return [f"{tool} ({pkg})" for tool, pkg in _tools(cross) if shutil.which(tool) is None]
+    return [f"{tool} ({pkg})" for tool, pkg in _tools(cross) if shutil.which(os.path.expandvars(tool)) is None]
 
 
 def require_tools(cross: Cross) -> None:

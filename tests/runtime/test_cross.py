@@ -45,3 +45,25 @@ def test_cached_runtime_is_not_fetched_again(monkeypatch, tmp_path):
         (d / lib).write_bytes(b"")
     monkeypatch.setattr(cross.subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
     assert cross.runtime_dir(load_target("arm64").cross, "aarch64") == d
+
+
+def test_compiler_path_from_an_unset_variable_names_the_variable(monkeypatch):
+    android = load_target("android-arm64").cross
+    monkeypatch.delenv("ANDROID_NDK_HOME", raising=False)
+    assert cross.missing_tools(android) == [f"{android.cc} ({android.cc_package})"]  # no emulator listed
+    with pytest.raises(cross.ToolchainError, match="ANDROID_NDK_HOME is not set") as e:
+        cross.require_tools(android)
+    assert "export ANDROID_NDK_HOME=" in e.value.hint and "Android NDK" in e.value.hint
+
+
+def test_compiler_path_from_the_environment_resolves_or_says_where_it_looked(monkeypatch, tmp_path):
+    android = load_target("android-arm64").cross
+    monkeypatch.setenv("ANDROID_NDK_HOME", str(tmp_path))
+    with pytest.raises(cross.ToolchainError, match=f"{tmp_path}/toolchains/.*-clang\\+\\+ does not exist"):
+        cross.require_tools(android)
+    clang = tmp_path / "toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android28-clang++"
+    clang.parent.mkdir(parents=True)
+    clang.write_text("#!/bin/sh\nexit 0\n")
+    clang.chmod(0o755)
+    assert cross.require_tool(android.cc, android.cc_package) == str(clang)
+    assert cross.missing_tools(android) == []
