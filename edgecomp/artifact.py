@@ -164,6 +164,8 @@ def export_model(compiled, target, directory: Path) -> tuple[Path, Path]:
     so, params = Path(directory) / "model.so", Path(directory) / "params.bin"
     link = cross.fcompile(target)
     compiled.executable.export_library(str(so), **({"fcompile": link} if link is not None else {}))
+    if getattr(compiled, "check_library", None) is not None:  # e.g. CUDA: must hold a fatbin, not source
+        compiled.check_library(so)
     tvm.runtime.save_param_dict_to_file({f"p{i}": tvm.runtime.tensor(p) for i, p in enumerate(compiled.params)},
                                         str(params))
     return so, params
@@ -276,6 +278,12 @@ class Artifact:
             from edgecomp.asic.runtime import SimRunner
 
             return SimRunner(self.path, self.inputs, self.manifest["target"]["asic"])
+        if self.runner == "device":  # e.g. CUDA kernels + aarch64 host: no emulator here runs them
+            target = self.manifest["target"]
+            raise ArtifactError(f"{self.path} is built for {target['name']} ({target['arch']}) and runs only on "
+                                "that device, not on this machine",
+                                hint=f"copy the artifact to a {target['name']} device and load model.so there with "
+                                     "a TVM runtime built for it (README: 'Jetson Orin (CUDA sm_87)')")
         if self.runner != "local":
             raise ArtifactError(f"{self.path} is for runner {self.runner!r}, which this edgecomp cannot run",
                                 hint="run it on its device")

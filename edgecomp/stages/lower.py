@@ -38,6 +38,9 @@ def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
     mod, params, fused = frontend.to_relax(model.payload, model.inputs, target.tvm_target(), cfg.kernels)
     compiled = compile_relax(mod, params, target, use_database=cfg.tuning == "database")
     compiled.onnx = model.payload
+    if target.runner == "device":  # nothing here can run the code: check what it holds instead of its outputs
+        return model.with_report(StageReport(NAME, "done", _device_summary(compiled, target, fused)),
+                                 form="compiled", payload=compiled)
     tolerance = cfg.tolerance or _tolerance(model)
     sess = onnx_tools.session(model.payload)
     feeds = model.calibration[: cfg.check_samples]
@@ -65,6 +68,26 @@ def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
         metric: float(f"{err:.3g}"), "worst_feed_err": float(f"{check['worst']:.3g}"), "tolerance": tolerance,
     }
     return model.with_report(StageReport(NAME, "done", summary), form="compiled", payload=compiled)
+
+
+def _device_summary(compiled, target: Target, fused) -> dict:
+    """The report of a build that only its device runs (``runner = "device"``): no numerics check (the
+    export stage's check against onnxruntime still ran), but the exported library is checked, e.g. that a
+    CUDA library holds compiled kernels for the target's arch, not source (``Compiled.check_library``)."""
+    with tempfile.TemporaryDirectory(prefix="edgecomp-lower-") as tmp:
+        so, params = artifact.export_model(compiled, target, Path(tmp))
+        library = compiled.check_library(so) if compiled.check_library is not None else {"bytes": so.stat().st_size}
+        library["params_bytes"] = params.stat().st_size
+    counts: dict[str, int] = {}
+    for rule in compiled.schedules.values():
+        counts[rule] = counts.get(rule, 0) + 1
+    return {"tvm_target": compiled.tvm_target, "functions": len(compiled.schedules),
+            "schedules": dict(sorted(counts.items())), "per_function": dict(sorted(compiled.schedules.items())),
+            "int_kernels": {"fused": len(fused.layers), "float_path": fused.skipped},
+            "params": len(compiled.params), "param_values": int(sum(p.size for p in compiled.params)),
+            "param_dtypes": sorted({str(p.dtype) for p in compiled.params}),
+            "check": "not executed: " + ("no GPU" if target.supports("cuda") else "no device") +
+                     f" (the code runs only on a {target.name} device)", "library": library}
 
 
 # A quantized graph rounds at run time, so in a deep model one last-ulp difference flips a rounding and the

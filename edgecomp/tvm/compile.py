@@ -1,12 +1,16 @@
-"""Relax -> scheduled, compiled CPU module.
+"""Relax -> scheduled, compiled module.
 
 Order: decompose and fuse (Relax's zero pipeline), apply the shipped MetaSchedule records for the
 target, hand-schedule everything else (``cpu_schedule``), then ``tvm.compile``. The result records
 which schedule every PrimFunc got, so the report can name anything that ran with a fallback.
+A target with the "cuda" capability takes dlight's GPU rules instead (``gpu_schedule``) and compiles its
+kernels with nvcc (``edgecomp.tvm.cuda``); its exported library must then pass ``fatbin.check_library``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,8 @@ class Compiled:
     schedules: dict[str, str]  # PrimFunc name -> kernel:<name> | tuned | matmul | reduction | gemv | injective | none
     tvm_target: dict
     onnx: object = None  # the folded ONNX this was compiled from (shipped as model.onnx)
+    # check_library(path of the exported model.so) -> report dict; raises when that library must not ship
+    check_library: Callable[[Path], dict] | None = None
 
 
 def tuning_database(target: Target) -> Path | None:
@@ -45,6 +51,8 @@ def compile_relax(mod, params: list[np.ndarray], target: Target, use_database: b
     from edgecomp.tvm import cpu_schedule
 
     tgt = target.tvm_target(threads)
+    if target.supports("cuda"):
+        return _compile_cuda(mod, params, target, tgt, system_lib)
     with tgt:
         mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(),
                                         relax.transform.CanonicalizeBindings(),
@@ -58,3 +66,55 @@ def compile_relax(mod, params: list[np.ndarray], target: Target, use_database: b
     mod, schedules = cpu_schedule.apply(mod, tgt)
     executable = relax.build(mod, target=tgt, system_lib=True) if system_lib else tvm.compile(mod, target=tgt)
     return Compiled(executable, params, schedules, dict(target.resolved_tvm()))
+
+
+def _c_identifiers(mod):
+    """``mod`` with every parameter of ``main`` renamed to a unique C identifier (``/blocks_0/Constant`` ->
+    ``_blocks_0_Constant``). ONNX names reach the kernels' argument lists; TVM's CUDA codegen writes them as
+    they are and nvcc rejects the source (LLVM codegen never prints them)."""
+    import re
+
+    from tvm import relax
+
+    main = mod["main"]
+    taken: set[str] = set()
+    renamed = []
+    for p in main.params:
+        name = re.sub(r"\W", "_", p.name)
+        name = name if re.match(r"[A-Za-z_]", name) else f"_{name}"
+        base, i = name, 0
+        while name in taken:
+            i += 1
+            name = f"{base}_{i}"
+        taken.add(name)
+        renamed.append(relax.Var(name, p.ty))
+    bound = main.bind_params(dict(zip(main.params, renamed, strict=True)))
+    mod["main"] = relax.Function(renamed, bound.body, bound.ret_ty, bound.is_pure, bound.attrs)
+    return mod
+
+
+def _compile_cuda(mod, params: list[np.ndarray], target: Target, tgt, system_lib: bool) -> Compiled:
+    """The zero pipeline with int4 decode fused into its matmuls (``gpu_fusion``), dlight-scheduled kernels
+    (``gpu_schedule``), compiled by nvcc into a fatbin for the target's arch (``cuda``). No MetaSchedule
+    records: there are none for GPUs yet."""
+    import tvm
+    from tvm import relax
+
+    from edgecomp.errors import ConfigError
+    from edgecomp.tvm import cuda, fatbin, gpu_fusion, gpu_schedule
+
+    if system_lib:
+        raise ConfigError(f"{target.name}: a static (system-lib) build of CUDA kernels is not supported",
+                          hint="package the shared model.so instead")
+    mod = _c_identifiers(mod)  # parameter names become kernel argument names in the CUDA C++ source
+    with tgt:
+        mod = tvm.transform.Sequential([
+            relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
+            gpu_fusion.decode_matmul(), relax.transform.FuseOps(), relax.transform.FuseTIR()])(mod)
+    mod, schedules = gpu_schedule.apply(mod, tgt)
+    # `with tgt`: TVM's nvcc callback reads the arch from Target.current() (notes/tvm-0.27.md §3, trap 2)
+    with cuda.build_env(), tgt:
+        executable = tvm.compile(mod, target=tgt)
+    return Compiled(executable, params, schedules, dict(target.resolved_tvm()),
+                    check_library=functools.partial(fatbin.check_library, arch=str(tgt.arch)))

@@ -62,6 +62,8 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     model = quant_ops.rewrite(model)
     model = _pretranspose_gemm_weights(model)
     model = _inline_shape_constants(model)
+    if target is not None and str(target.kind.name) == "cuda":  # CUDA C++ prints tensor names as identifiers
+        model = _c_identifiers(model)
     with int_fusion.registered(target):
         mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                         dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
@@ -105,6 +107,47 @@ def _pretranspose_gemm_weights(model):
         attr.i = 0
         changed = True
     return out if changed else model
+
+
+def _c_identifiers(model):
+    """``model`` with every initializer and intermediate tensor name that is no C identifier renamed
+    (``/blocks_0/attn/Constant_output_0`` -> ``_blocks_0_attn_Constant_output_0``); graph inputs and
+    outputs keep their names (feeds and results are matched by them).
+
+    The importer names TE placeholders, hence kernel arguments, after ONNX tensors; TVM's CUDA codegen
+    prints them unchanged and nvcc rejects the source (LLVM codegen never prints them)."""
+    import re
+
+    import onnx
+
+    g = model.graph
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    names = {t.name for t in g.initializer} | {n for node in g.node for n in (*node.input, *node.output)}
+    taken = set(names)
+    mapping: dict[str, str] = {}
+    for name in sorted(names - keep):
+        if not name or re.fullmatch(r"[A-Za-z_]\w*", name):
+            continue
+        base = re.sub(r"\W", "_", name)
+        base = base if re.match(r"[A-Za-z_]", base) else f"_{base}"
+        new, i = base, 0
+        while new in taken:
+            i += 1
+            new = f"{base}_{i}"
+        taken.add(new)
+        mapping[name] = new
+    if not mapping:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for t in out.graph.initializer:
+        t.name = mapping.get(t.name, t.name)
+    for v in out.graph.value_info:
+        v.name = mapping.get(v.name, v.name)
+    for node in out.graph.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+    return out
 
 
 def _is_param(t) -> bool:
