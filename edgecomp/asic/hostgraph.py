@@ -122,20 +122,11 @@ class HostGraph:
 
 
 def _segment_model(graph, step: Segment, outs: list[str], types: dict, inits: list) -> onnx.ModelProto:
-    """A model of the segment's nodes; output types from ONNX type inference (float32 where it has none)."""
+    """A model of the segment's nodes; outputs are left untyped (onnxruntime infers them; ONNX's own type
+    inference stops at contrib ops)."""
     ins = [helper.make_tensor_value_info(v, types[v], None) for v in step.inputs]
-    g = helper.make_graph(list(step.nodes), "segment", ins,
-                          [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outs], inits)
-    m = helper.make_model(g, opset_imports=list(graph.opset_import), ir_version=graph.ir_version)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(m)
-        known = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
-    except Exception:  # type inference is best effort (contrib ops); float32 stays the default
-        known = {}
-    for o in m.graph.output:
-        if known.get(o.name):
-            o.type.tensor_type.elem_type = known[o.name]
-    return m
+    g = helper.make_graph(list(step.nodes), "segment", ins, [onnx.ValueInfoProto(name=o) for o in outs], inits)
+    return helper.make_model(g, opset_imports=list(graph.opset_import), ir_version=graph.ir_version)
 
 
 _ORT_TYPES = {"tensor(float)": onnx.TensorProto.FLOAT, "tensor(int64)": onnx.TensorProto.INT64,
