@@ -189,6 +189,12 @@ def check_target(art, target: Target) -> None:
     if target.cross is None:
         raise PackageError(f"target {target.name!r} has no [cross] table; bundles are built for cross targets",
                            hint="package an artifact built with --target arm64")
+    if target.supports("cuda") or not target.cross.wheel_platform:  # the C API runs the VM on the CPU, from wheels
+        why = "CUDA kernels (the C API runs models on the CPU)" if target.supports("cuda") else \
+            "no TVM runtime on PyPI (no wheel_platform)"
+        raise PackageError(f"target {target.name!r} has {why}; bundles are made for arm64",
+                           hint="copy the artifact to the device and load model.so with a TVM runtime built for it "
+                                "(README: Jetson Orin, Android)")
     if art.manifest["target"]["tvm"] != target.resolved_tvm():
         raise PackageError(f"targets/{target.name}.toml changed since {art.path} was built", hint=rebuild)
     built = art.manifest["toolchain"]

@@ -266,3 +266,17 @@ def test_readme_program_classifies_like_x86(vit_bundle, vit_fmnist_builds, arm64
     res = _qemu(arm64, str(tmp_path / "classify"), str(vit_bundle), str(tmp_path / "image.bin"))
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"class {int(np.argmax(x86.load_runner()(feeds)[0]))} ")
+
+
+@pytest.mark.parametrize("name, why", [("jetson-orin", "has CUDA kernels"),
+                                       ("android-arm64", "no TVM runtime on PyPI")])
+def test_device_only_targets_get_no_bundle(name, why):
+    from types import SimpleNamespace
+
+    from edgecomp.targets import load_target
+
+    target = load_target(name)
+    art = SimpleNamespace(name="m", path=Path("A"), manifest={"target": {"name": name}})
+    with pytest.raises(bundle.PackageError, match=why) as e:
+        bundle.check_target(art, target)
+    assert "README" in e.value.hint and e.value.exit_code == 2

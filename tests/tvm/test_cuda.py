@@ -75,12 +75,14 @@ def test_orin_report_says_not_executed_and_export_check_ran(orin_tiny):
     assert export["checked_against"] and export["max_abs_err"] < 1e-4
 
 
-@pytest.mark.parametrize("command", ["run", "bench"])
-def test_run_and_bench_refuse_a_jetson_artifact(orin_tiny, command):
-    res = subprocess.run([sys.executable, "-m", "edgecomp", command, str(orin_tiny[0].path)], capture_output=True,
-                         text=True, timeout=120)
+@pytest.mark.parametrize("command, message", [(["run"], "runs only on that device"),
+                                              (["bench"], "runs only on that device"),
+                                              (["package", "--target", "jetson-orin", "-o", "B"], "CUDA kernels")])
+def test_run_bench_and_package_refuse_a_jetson_artifact(orin_tiny, command, message, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "edgecomp", command[0], str(orin_tiny[0].path), *command[1:]],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 2, res.stderr
-    assert "runs only on that device" in res.stderr and "jetson-orin" in res.stderr
+    assert message in res.stderr and "jetson-orin" in res.stderr and list(tmp_path.iterdir()) == []
     assert "qemu" not in res.stderr and "Traceback" not in res.stderr
 
 
