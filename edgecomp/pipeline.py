@@ -35,6 +35,10 @@ def build(source, target: Target, out: str | Path, cfg: BuildConfig | None = Non
         from edgecomp.runtime import cross
 
         cross.require_tools(target.cross)
+    if target.supports("cuda"):  # likewise nvcc, which compiles the kernels in the last stage
+        from edgecomp.tvm import cuda
+
+        cuda.require_nvcc()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress:

@@ -228,3 +228,15 @@ def test_x86_host_cuda_build_matches_onnxruntime(request):
     ref = onnx_tools.run(onnx_tools.session(model), feeds)
     for a, b in zip(got, ref, strict=True):
         assert float(np.abs(a - b).max()) < 1e-4
+
+
+def test_build_without_nvcc_fails_before_any_work(tmp_path):
+    if shutil.which(load_target("jetson-orin").cross.cc) is None:
+        pytest.skip("the aarch64 cross compiler is missing too (it is checked first)")
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "nvcc").exists())
+    res = subprocess.run([sys.executable, "-m", "edgecomp", "build", "vit-fmnist", "--target", "jetson-orin", "-o",
+                          str(tmp_path / "J")], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": path})
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: nvcc is not on PATH") and "CUDA toolkit" in res.stderr
+    assert list(tmp_path.iterdir()) == []
