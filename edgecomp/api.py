@@ -83,6 +83,9 @@ def bench_remote(artifact: str | Path, devices: list[str], policy=None, progress
     if "model.so" not in art.manifest["files"]:
         raise ConfigError(f"{art.path} has no model.so to upload (target {art.manifest['target']['name']})",
                           hint="remote devices run TVM libraries: build for the device's target (x86, arm64)")
+    if "cuda" in art.manifest["target"].get("capabilities", []):  # the RPC worker runs models on the CPU device
+        raise ConfigError(f"{art.path} has CUDA kernels; remote benchmarking runs models on the device's CPU only",
+                          hint="time it on the Jetson itself (README: Jetson Orin)")
     client = prov.machine()
     raw = measure_devices(str(art.path), devs, policy, timeout_s, progress)
     records = {d.key: engines_record(art, d.url, {"edgecomp": raw[d.url]["samples_ms"]},
