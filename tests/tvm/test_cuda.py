@@ -242,3 +242,20 @@ def test_build_without_nvcc_fails_before_any_work(tmp_path):
     assert res.returncode == 2
     assert res.stderr.startswith("error: nvcc is not on PATH") and "CUDA toolkit" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_orin_builds_are_byte_identical(orin_tiny, tiny_module, tiny_spec, tiny_calibration, tmp_path):
+    """nvcc's fatbin and the cross link are reproducible: a rebuild elsewhere gives the same bytes."""
+    import hashlib
+
+    from edgecomp import api
+
+    def hashes(art: Path) -> dict[str, str]:
+        return {p.relative_to(art).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(art.rglob("*")) if p.is_file() and p.name != "timings.json"}
+
+    again = api.build(tiny_module, "jetson-orin", tmp_path / "other" / "name", inputs=tiny_spec,
+                      calibration=tiny_calibration)
+    first, second = hashes(orin_tiny[0].path), hashes(again)
+    assert set(first) == set(second) and "model.so" in first
+    assert [k for k in first if first[k] != second[k]] == []
