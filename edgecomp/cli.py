@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from edgecomp import __version__
-from edgecomp.errors import EdgecompError, InputError
+from edgecomp.errors import EdgecompError
 
 
 def _console():
@@ -56,8 +56,10 @@ def cli(debug: bool) -> None:
 @click.option("--quant-method", help="quartdepth | gptq | rtn")
 @click.option("--group-size", type=int, help="int4 weight group size: 32 | 64 | 128 (default: auto).")
 @click.option("--calib", type=int, help="Number of calibration samples (default 32).")
+@click.option("--trust-remote-code", is_flag=True,
+              help="Let a Hugging Face directory whose config.json has auto_map run the code it ships.")
 def build(model, target, out, recipe, overrides, prune, prune_method, prune_budget_ms, merge_r, merge_method,
-          merge_schedule, quant, quant_method, group_size, calib):
+          merge_schedule, quant, quant_method, group_size, calib, trust_remote_code):
     """Compile MODEL (zoo name, .onnx file or model directory) for TARGET into OUT."""
     from edgecomp import api
     from edgecomp.config import BuildConfig
@@ -69,8 +71,8 @@ def build(model, target, out, recipe, overrides, prune, prune_method, prune_budg
              "merge.r": merge_r, "merge.method": merge_method,
              "merge.schedule": merge_schedule,
              "quantize.scheme": quant, "quantize.method": quant_method, "quantize.group_size": group_size,
-             "calib_samples": calib}
-    sets = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in flags.items() if v is not None]
+             "calib_samples": calib, "trust_remote_code": trust_remote_code or None}
+    sets = [f"{k}={json.dumps(v) if isinstance(v, (str, bool)) else v}" for k, v in flags.items() if v is not None]
     cfg = cfg.with_overrides([*sets, *overrides])
     console = _console()
     with console.status("building") as status:
@@ -78,7 +80,8 @@ def build(model, target, out, recipe, overrides, prune, prune_method, prune_budg
     report = json.loads((path / "report.json").read_text())
     timings = json.loads((path / "timings.json").read_text())
     for st in report["stages"]:
-        detail = st.get("reason") or (f"max |err| {st['max_abs_err']:.2g}" if "max_abs_err" in st else "")
+        detail = st.get("reason") or st.get("check") or (  # check: a device-only build, not run here
+            f"max |err| {st['max_abs_err']:.2g}" if "max_abs_err" in st else "")
         if "rel_l2_err" in st:
             detail = f"rel L2 err {st['rel_l2_err']:.2g} (fake-quant reference)"
         if "compression" in st:
@@ -105,18 +108,9 @@ def run(artifact, inputs, out):
     import numpy as np
 
     from edgecomp import api
+    from edgecomp.inputs import parse_items
 
-    feeds = None
-    if inputs:
-        feeds = {}
-        for item in inputs:
-            name, sep, file = item.partition("=")
-            if not sep:
-                raise InputError(f"--input {item!r} is not NAME=FILE.npy", hint="e.g. -i pixels=x.npy")
-            try:
-                feeds[name] = np.load(file, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise InputError(f"cannot read {file} as .npy: {e}", hint="save arrays with numpy.save") from None
+    feeds = parse_items(inputs) if inputs else None
     outputs = api.run(artifact, feeds)
     for name, value in outputs.items():
         click.echo(f"{name}: shape {list(value.shape)} {value.dtype}  first values {value.ravel()[:4].tolist()}")
@@ -127,48 +121,171 @@ def run(artifact, inputs, out):
 
 @cli.command()
 @click.argument("artifact", type=click.Path())
-@click.option("--compare", default="onnxruntime,torch", show_default=True,
-              help="Engines to time beside edgecomp (none: edgecomp alone).")
-@click.option("--device", default="local", show_default=True, help="local (remote devices come with the farm).")
-@click.option("--threads", default=2, show_default=True, help="Intra-op threads for every engine.")
-@click.option("--rounds", default=10, show_default=True, help="Interleaved timing rounds.")
+@click.option("--compare", default=None,
+              help="Engines to time beside edgecomp (none: edgecomp alone). Default: onnxruntime,torch locally; "
+                   "remote devices run edgecomp only.")
+@click.option("--device", default="local", show_default=True, help="local, or rpc://HOST:PORT/KEY (a TVM RPC tracker).")
+@click.option("--farm", help="HOST:PORT of a TVM RPC tracker: bench every --keys device in parallel.")
+@click.option("--keys", help="Device keys at --farm, comma-separated (e.g. local-0,local-1).")
+@click.option("--threads", default=2, show_default=True, help="Intra-op threads for every local engine.")
+@click.option("--rounds", default=10, show_default=True, help="Timing rounds (interleaved between engines).")
 @click.option("--per-round", default=5, show_default=True, help="Timed calls per engine per round.")
 @click.option("--warmup", default=5, show_default=True, help="Untimed calls per engine first.")
+@click.option("--resamples", default=2000, show_default=True, help="Bootstrap resamples per confidence interval.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True,
+              help="Seconds a remote device may take (lease wait included).")
 @click.option("--json", "json_out", type=click.Path(), help="Write the results JSON here.")
-def bench(artifact, compare, device, threads, rounds, per_round, warmup, json_out):
-    """Latency of ARTIFACT vs onnxruntime and torch, each engine in its own process."""
-    from rich.table import Table
-
+def bench(artifact, compare, device, farm, keys, threads, rounds, per_round, warmup, resamples, seed, timeout_s,
+          json_out):
+    """Latency of ARTIFACT (p50/p95/mean, bootstrap CIs, provenance) here or on RPC devices."""
     from edgecomp import api
     from edgecomp.artifact import Artifact
     from edgecomp.bench.measure import BenchPolicy
+    from edgecomp.bench.stats import StatsPolicy
     from edgecomp.errors import ConfigError
 
-    if device != "local":
-        raise ConfigError(f"device {device!r} is not supported yet", hint="use --device local")
-    art = Artifact.open(artifact, verify=False)  # api.bench verifies it
-    if art.runner != "local":  # an emulated cross target: its timings would be the emulator's
-        from edgecomp.runtime.qemu import no_timings
-
-        target = art.manifest["target"]
-        raise no_timings(target["arch"], target["cross"]["emulator"])
+    if any(v < 1 for v in (rounds, per_round)) or warmup < 0:
+        raise ConfigError("--rounds and --per-round must be at least 1, --warmup at least 0", hint="e.g. --rounds 10")
     policy = BenchPolicy(threads=threads, warmup=warmup, rounds=rounds, per_round=per_round)
-    engines = tuple(e.strip() for e in compare.split(",") if e.strip() and e.strip() != "none")
+    stats = StatsPolicy(resamples=resamples, seed=seed)
+    devices = _bench_devices(device, farm, keys)
+    engines = tuple(e.strip() for e in (compare or "").split(",") if e.strip() and e.strip() != "none")
     console = _console()
-    with console.status("benchmarking") as status:
-        res = api.bench(artifact, engines, policy,
-                        progress=lambda what, i, n: status.update(f"benchmarking: {what} {i}/{n}"))
-    _write_json(json_out, res)
-    table = Table(title=f"{res['model']} on {res['target']} (batch 1, {threads} threads)")
-    for col in ("engine", "p50 ms", "p95 ms", "mean ms", "n", "vs edgecomp"):
-        table.add_column(col, justify="right" if col != "engine" else "left")
-    base = res["results"]["edgecomp"]["p50_ms"]
-    for name, r in res["results"].items():
-        table.add_row(name, f"{r['p50_ms']:.3f}", f"{r['p95_ms']:.3f}", f"{r['mean_ms']:.3f}", str(r["n"]),
-                      f"{r['p50_ms'] / base:.2f}x")
-    from rich.console import Console
+    if devices:
+        if any(e != "edgecomp" for e in engines):
+            raise ConfigError(f"--compare {compare} cannot run on a TVM RPC device (it runs TVM modules only)",
+                              hint="drop --compare for remote devices; compare engines with a local run")
+        with console.status("benchmarking") as status:
+            res = api.bench_remote(artifact, devices, policy, stats=stats, timeout_s=timeout_s,
+                                   progress=lambda url, i, n: status.update(f"benchmarking: {i}/{n} devices done"))
+    else:
+        art = Artifact.open(artifact, verify=False)  # api.bench verifies it
+        if art.runner == "sim":  # the simulated accelerator: cycle-model numbers, not wall-clock
+            from edgecomp.asic.bench import bench_json, print_summary
 
-    Console().print(table)
+            res = bench_json(Artifact.open(artifact))
+            _write_json(json_out, res)
+            print_summary(res)
+            return
+        if art.runner == "device":  # built for a device this machine cannot run (jetson-orin): say so
+            art.load_runner()  # raises ArtifactError naming the device
+        if art.runner != "local":  # an emulated cross target: its timings would be the emulator's
+            from edgecomp.runtime.qemu import no_timings
+
+            target = art.manifest["target"]
+            raise no_timings(target["arch"], target["cross"]["emulator"])
+        engines = engines if compare is not None else ("onnxruntime", "torch")
+        with console.status("benchmarking") as status:
+            res = api.bench(artifact, engines, policy, stats=stats,
+                            progress=lambda what, i, n: status.update(f"benchmarking: {what} {i}/{n}"))
+    _write_json(json_out, res)
+    from edgecomp.bench.table import print_table
+
+    print_table(res)
+    for w in res.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
+
+
+def _bench_devices(device: str, farm: str | None, keys: str | None) -> list[str]:
+    """The rpc:// URLs to bench ([] for a local run), from --device or --farm/--keys."""
+    from edgecomp.bench.tracker import Device, Tracker
+    from edgecomp.errors import ConfigError
+
+    if farm or keys:
+        if not (farm and keys):
+            raise ConfigError("--farm and --keys go together", hint="e.g. --farm 127.0.0.1:9190 --keys local-0,local-1")
+        if device != "local":
+            raise ConfigError("give either --device or --farm/--keys", hint="--device names one device")
+        tracker = Tracker.parse(farm)
+        names = [k.strip() for k in keys.split(",") if k.strip()]
+        return [Device.parse(f"rpc://{tracker}/{k}").url for k in names]
+    if device == "local":
+        return []
+    return [Device.parse(device).url]
+
+
+@cli.group()
+def farm():
+    """A local device farm: TVM's RPC tracker and servers (loopback only unless --allow-remote)."""
+
+
+_STATE_DIR = click.option("--state-dir", type=click.Path(),
+                          help="Where the farm's state and logs live (default ~/.cache/edgecomp/farm, "
+                               "or $EDGECOMP_FARM_DIR).")
+
+
+@farm.command(name="up")
+@click.option("--servers", default=2, show_default=True, help="RPC servers, keys local-0, local-1, ...")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=9190, show_default=True, help="Tracker port.")
+@click.option("--key-prefix", default="local", show_default=True, help="Device keys are PREFIX-0, PREFIX-1, ...")
+@click.option("--server-port", type=int,
+              help="Servers listen on exactly this port and the next ones (for ssh tunnels; default: free ports).")
+@click.option("--threads", type=int, help="TVM_NUM_THREADS of every server (default: TVM's own choice).")
+@click.option("--plain", is_flag=True, help="Stock tvm.exec.rpc_server (reports no provenance).")
+@click.option("--allow-remote", is_flag=True,
+              help="Permit a non-loopback --host. TVM RPC is unauthenticated: anyone reaching it runs code.")
+@_STATE_DIR
+def farm_up(servers, host, port, key_prefix, server_port, threads, plain, allow_remote, state_dir):
+    """Start a tracker and SERVERS RPC servers as background processes."""
+    from edgecomp.bench import farm as f
+
+    cfg = f.FarmConfig(host=host, port=port, servers=servers, key_prefix=key_prefix, allow_remote=allow_remote,
+                       server_port=server_port, threads=threads, plain=plain)
+    with _console().status(f"starting a tracker and {servers} servers on {host}"):
+        state = f.up(cfg, state_dir)
+    click.echo(f"tracker {state['tracker']} (pid {state['processes'][0]['pid']})")
+    for p in state["processes"][1:]:
+        click.echo(f"  {p['key']:<12} rpc://{state['tracker']}/{p['key']}  server port {p['port']}  pid {p['pid']}")
+    click.echo(f"state and logs: {state['state_dir']}; stop with `edgecomp farm down`")
+
+
+@farm.command(name="status")
+@click.option("--tracker", help="HOST:PORT of any tracker (default: the recorded farm's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_STATE_DIR
+def farm_status(tracker, as_json, state_dir):
+    """Keys, free and pending leases at the tracker; the recorded processes."""
+    from edgecomp.bench import farm as f
+    from edgecomp.bench.tracker import Tracker
+
+    st = f.status(state_dir, Tracker.parse(tracker) if tracker else None)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    click.echo(f"tracker {st['tracker']}" + (f"  NOT ANSWERING: {st['tracker_error']}" if st["tracker_error"] else ""))
+    click.echo(f"  {'key':<16} {'total':>5} {'free':>5} {'pending':>7}")
+    for key, q in st["queue"].items():
+        click.echo(f"  {key:<16} {q['total']:>5} {q['free']:>5} {q['pending']:>7}")
+    for p in st["processes"]:
+        click.echo(f"  {p['role']:<7} {p.get('key', ''):<10} pid {p['pid']:<8} {'up' if p['alive'] else 'DOWN'}"
+                   f"  log {p['log']}")
+
+
+@farm.command(name="down")
+@_STATE_DIR
+def farm_down(state_dir):
+    """Stop the recorded farm's tracker and servers."""
+    from edgecomp.bench import farm as f
+
+    res = f.down(state_dir)
+    click.echo(f"stopped the farm at {res['tracker']}: {', '.join(res['stopped']) or 'nothing was running'}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(), help="Pareto-front PNG to write.")
+@click.option("--dist", "dist_out", type=click.Path(),
+              help="Latency-distribution PNG (default: OUT with -dist before the suffix).")
+@click.option("--engine", default="edgecomp", show_default=True, help="Whose latency the Pareto front uses.")
+def plot(files, out, dist_out, engine):
+    """Latency vs quality Pareto front (bench + eval JSON) and latency distributions (bench JSON)."""
+    from edgecomp.bench import plot as pl
+
+    written = pl.plot_files([Path(f) for f in files], Path(out), Path(dist_out) if dist_out else None, engine)
+    for path, what in written.items():
+        click.echo(f"wrote {path}: {what}")
 
 
 @cli.command(name="eval")
@@ -284,7 +401,9 @@ def main(argv: list[str] | None = None) -> None:
         if e.hint:
             click.echo(f"hint: {e.hint}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, EOFError):  # click wraps any EOFError as Abort: a bug, not a Ctrl-C
+            _internal_error(e.__cause__, debug)
         click.echo("interrupted", err=True)
         sys.exit(130)
     except click.ClickException as e:
@@ -294,12 +413,16 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as e:  # a bug in edgecomp or a library: one line unless --debug
-        if debug:
-            traceback.print_exc()
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        click.echo(f"internal error: {type(e).__name__}: {msg}", err=True)
-        click.echo("hint: rerun with --debug and report the traceback", err=True)
-        sys.exit(1)
+        _internal_error(e, debug)
+
+
+def _internal_error(e: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(e)
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    click.echo(f"internal error: {type(e).__name__}: {msg}", err=True)
+    click.echo("hint: rerun with --debug and report the traceback", err=True)
+    sys.exit(1)
 
 
 if __name__ == "__main__":
