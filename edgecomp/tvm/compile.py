@@ -93,26 +93,36 @@ def _c_identifiers(mod):
     return mod
 
 
+def gpu_graph(mod, tgt):
+    """The GPU path's graph, fused and lowered to unscheduled PrimFuncs: C-identifier parameter names, then the
+    zero pipeline with the int4 decode fused into its matmuls (``gpu_fusion``). Scheduling comes after; the
+    result also compiles for a CPU (naive loops), which is how its numerics are tested without a GPU."""
+    import tvm
+    from tvm import relax
+
+    from edgecomp.tvm import gpu_fusion
+
+    mod = _c_identifiers(mod)  # parameter names become kernel argument names in the CUDA C++ source
+    with tgt:
+        return tvm.transform.Sequential([
+            relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
+            gpu_fusion.decode_matmul(), relax.transform.FuseOps(), relax.transform.FuseTIR()])(mod)
+
+
 def _compile_cuda(mod, params: list[np.ndarray], target: Target, tgt, system_lib: bool) -> Compiled:
     """The zero pipeline with int4 decode fused into its matmuls (``gpu_fusion``), dlight-scheduled kernels
     (``gpu_schedule``), compiled by nvcc into a fatbin for the target's arch (``cuda``). No MetaSchedule
     records: there are none for GPUs yet."""
     import tvm
-    from tvm import relax
 
     from edgecomp.errors import ConfigError
-    from edgecomp.tvm import cuda, fatbin, gpu_fusion, gpu_schedule
+    from edgecomp.tvm import cuda, fatbin, gpu_schedule
 
     if system_lib:
         raise ConfigError(f"{target.name}: a static (system-lib) build of CUDA kernels is not supported",
                           hint="package the shared model.so instead")
-    mod = _c_identifiers(mod)  # parameter names become kernel argument names in the CUDA C++ source
-    with tgt:
-        mod = tvm.transform.Sequential([
-            relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
-            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
-            gpu_fusion.decode_matmul(), relax.transform.FuseOps(), relax.transform.FuseTIR()])(mod)
-    mod, schedules = gpu_schedule.apply(mod, tgt)
+    mod, schedules = gpu_schedule.apply(gpu_graph(mod, tgt), tgt)
     # `with tgt`: TVM's nvcc callback reads the arch from Target.current() (notes/tvm-0.27.md §3, trap 2)
     with cuda.build_env(), tgt:
         executable = tvm.compile(mod, target=tgt)

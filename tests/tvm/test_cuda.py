@@ -146,18 +146,25 @@ def test_stub_exports_the_driver_symbols_the_runtime_imports(orin, tmp_path, mon
         assert needed <= set(cuda.STUB_SYMBOLS), f"driver symbols the stub lacks: {needed - set(cuda.STUB_SYMBOLS)}"
 
 
-def test_int4_weights_stay_packed_in_the_cuda_kernels(orin, tiny_module, tiny_spec, tiny_calibration, tmp_path):
+@pytest.fixture(scope="module")
+def orin_q4(orin, tiny_module, tiny_spec, tiny_calibration, tmp_path_factory):
+    """The Tiny module quantized W4A16 (RTN, group 32; MatMulNBits) and built for jetson-orin."""
+    from edgecomp import api
+
+    cfg = BuildConfig().with_overrides(['quantize.scheme="w4a16"', 'quantize.method="rtn"', "quantize.group_size=32"])
+    return Artifact.open(api.build(tiny_module, orin, tmp_path_factory.mktemp("orin-q4") / "q", cfg,
+                                   inputs=tiny_spec, calibration=tiny_calibration))
+
+
+def test_int4_weights_stay_packed_in_the_cuda_kernels(orin, orin_q4):
     """W4A16 (MatMulNBits) on jetson-orin: the weights ship as packed uint8 and the GPU kernel that consumes
     them reads those bytes; no float copy of a quantized weight is a parameter."""
     import onnx
 
-    from edgecomp import api
     from edgecomp.tvm import frontend
     from edgecomp.tvm.compile import compile_relax
 
-    cfg = BuildConfig().with_overrides(['quantize.scheme="w4a16"', 'quantize.method="rtn"', "quantize.group_size=32"])
-    art = Artifact.open(api.build(tiny_module, orin, tmp_path / "q", cfg, inputs=tiny_spec,
-                                  calibration=tiny_calibration))
+    art = orin_q4
     model = onnx.load(str(art.path / "model.onnx"))
     nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == 2  # fc1 (512 -> 64) and fc2 (64 -> 10)
@@ -180,6 +187,31 @@ def test_int4_weights_stay_packed_in_the_cuda_kernels(orin, tiny_module, tiny_sp
         assert "uchar* __restrict__" in signature  # the packed int4 bytes themselves
         assert "& 15)" in body and ">> 4)" in body  # nibbles unpacked inside the GEMM kernel
     assert not any(k.startswith("dequantize_q4") for k in kernels)  # no separate float-weight kernel
+
+
+def test_fused_int4_graph_matches_onnxruntime_on_the_cpu(orin, orin_q4):
+    """The kernels cannot run here, but the graph they are scheduled from can: the GPU path's fused graph
+    (decode inside the matmuls), compiled for this CPU with naive loops, must agree with onnxruntime.
+    dlight's schedules only reorder and bind those loops."""
+    import onnx
+    import tvm
+
+    from edgecomp import onnx_tools
+    from edgecomp.runtime.vm import VMRunner
+    from edgecomp.tvm import frontend
+    from edgecomp.tvm.compile import gpu_graph
+
+    model = onnx.load(str(orin_q4.path / "model.onnx"))
+    mod, params, _ = frontend.to_relax(model, orin_q4.inputs, orin.tvm_target(), kernels=True)
+    mod = gpu_graph(mod, orin.tvm_target())
+    fused = [gv.name_hint for gv, f in mod.functions_items() if "dequantize_q4" in gv.name_hint]
+    assert len(fused) == 2 and all("matmul" in f for f in fused)
+    cpu = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+    feeds = orin_q4.example_inputs()
+    got = VMRunner(cpu, params, orin_q4.inputs)(feeds)
+    ref = onnx_tools.run(onnx_tools.session(model), feeds)
+    for a, b in zip(got, ref, strict=True):
+        assert a.shape == b.shape and float(np.abs(a - b).max()) <= 1e-4 * max(1.0, float(np.abs(b).max()))
 
 
 def _kernels(source: str) -> dict[str, tuple[str, str]]:
