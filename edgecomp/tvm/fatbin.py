@@ -5,13 +5,13 @@ CUDA runtime) or, when the build host could not load the CUDA runtime, as raw CU
 Python process with nvcc or NVRTC can compile on the device (notes/tvm-0.27.md §3, trap 1). The two
 builds succeed alike; ``check_library`` tells them apart from the bytes of the exported ``.so``.
 
-Fatbin layout (NVIDIA does not document it; read from nvcc 13.0 output and cross-checked against the
-layout in ``fatbinary_section.h``): a 16-byte header ``<u32 magic 0xBA55ED50, u16 version, u16 header
-size, u64 payload size>``, then entries, each a header ``<u16 kind (1 PTX, 2 ELF cubin), u16, u32 header
-size, u32 padded payload size, 5 x u32 (sizes, version), u32 sm arch (87 for sm_87), u32 bit width, u32,
-u64 flags (0x2000: compressed), ...>`` and its payload (an ELF with ``e_machine`` 190, EM_CUDA, when
-uncompressed). The offsets are those of the fatbin struct reconstructed by the open-source fatbin
-decompressors; the sm field was checked against nvcc output for sm_87 and sm_90.
+Fatbin layout (NVIDIA does not document it): a 16-byte header ``<u32 magic 0xBA55ED50, u16 version, u16
+header size, u64 payload size>``, then entries, each a header ``<u16 kind (1 PTX, 2 ELF cubin), u16, u32
+header size, u32 padded payload size, 4 x u32 (sizes, version), u32 sm arch (87 for sm_87), u32 bit width,
+u32, u64 flags (0x2000: compressed), ...>`` and its payload (an ELF with ``e_machine`` 190, EM_CUDA, when
+uncompressed). The offsets follow the struct that open-source fatbin decompressors reconstruct; kind, sizes
+and sm were checked here against ``nvcc --fatbin`` output (nvcc 13.0, sm_87 and sm_90). The compressed flag
+was not exercised: nvcc did not compress these small fatbins.
 """
 
 from __future__ import annotations
