@@ -1,7 +1,7 @@
 """What GPU code a compiled library really holds: the CUDA fatbins inside it, and any raw CUDA source.
 
-A TVM library for a CUDA target carries its kernels either as a fatbin that nvcc built (loadable by any
-CUDA runtime) or, when the build host could not load the CUDA runtime, as raw CUDA C++ that only a
+A TVM library for a CUDA target carries its kernels either as a fatbin that nvcc built (machine code the
+driver loads as it is) or, when the build host could not load the CUDA runtime, as raw CUDA C++ that only a
 Python process with nvcc or NVRTC can compile on the device (notes/tvm-0.27.md §3, trap 1). The two
 builds succeed alike; ``check_library`` tells them apart from the bytes of the exported ``.so``.
 

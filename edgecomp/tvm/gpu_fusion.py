@@ -1,12 +1,13 @@
 """Fusion for GPU targets: the int4 weight decode goes into the kernel of the matmul that consumes it.
 
 ``quant_ops`` imports a 4-bit Linear weight (``MatMulNBits``) as ``dequantize_q4`` (packed uint8 bytes +
-scales -> float ``W[K, N]``) followed by ``matmul``. Relax's FuseOps never fuses an injective producer
-into a matmul, so the float weight would be written to GPU memory on every call and read back: 8x the
-bytes of the packed weight. ``decode_matmul()`` groups ``dequantize_q4 -> matmul (-> add bias)`` first
-(FuseOpsByPattern); FuseTIR then makes one PrimFunc of each group, in which dlight's Matmul / GEMV rules
-inline the decode into the loads of the weight tile: the kernel reads the packed bytes and unpacks the
-nibbles in registers / shared memory (``& 15``, ``>> 4`` in the CUDA source).
+scales -> float ``W[K, N]``) followed by ``matmul``. Relax's FuseOps leaves that injective producer out of
+the matmul (observed: ``dequantize_q4`` stayed a kernel of its own), so the float weight would be written
+to GPU memory on every call and read back: about 8x the bytes of the packed weight. ``decode_matmul()``
+groups ``dequantize_q4 -> matmul (-> add bias)`` first (FuseOpsByPattern); FuseTIR then makes one PrimFunc
+of each group, which dlight schedules as one kernel (its Matmul rule for token GEMMs, its Reduction rule
+for one-row GEMVs, in the builds tried): the kernel reads the packed bytes and unpacks the nibbles itself
+(``& 15``, ``>> 4`` in the CUDA source), for the GEMM into shared memory.
 """
 
 from __future__ import annotations
