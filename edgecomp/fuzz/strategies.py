@@ -1,7 +1,9 @@
 """Hypothesis strategies: one per fuzz target, each drawing a JSON payload for ``targets.execute``.
 
-Half of the ONNX cases start from small valid graphs (so onnxruntime and TVM see well-formed models with
-odd values: NaN/Inf weights, extreme attributes, other dtypes) and half are assembled from random parts
+Half of the ONNX cases are well-formed chains of up to 8 ops TVM lowers (conv, pooling, matmul, softmax,
+transposes, reductions, casts, elementwise math) with constants that may be NaN, Inf or huge, so they reach
+TVM's import and compile; a quarter start from small template graphs with odd attributes, dtypes and
+shapes; a quarter are assembled from random parts
 (unknown ops, missing inputs, duplicate names, cycles, absurd or negative dims, undefined dtypes,
 truncated initializers). Any case may then be damaged at the byte level (truncated, bytes flipped,
 garbage prepended, or random bytes outright). Recipes mix known sections and fields with unknown ones
@@ -156,8 +158,88 @@ def _random_graph(draw):
 
 
 @st.composite
+def _chain_graph(draw):
+    """A well-formed chain of 1-8 ops TVM lowers (shapes tracked, attributes legal), on a rank-2 or rank-4
+    float input, with constants that may hold NaN/Inf/huge values: cases that reach TVM's import and compile."""
+    from onnx import TensorProto, helper
+
+    opset = draw(st.sampled_from([17, 18, 13]))
+    shape = draw(st.sampled_from([[1, 8], [1, 3, 6, 6], [1, 16], [1, 2, 4, 4]]))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    nodes, inits, cur = [], [], "x"
+
+    def const(dims, name):
+        vals = draw(st.lists(FLOATS | st.floats(-4, 4, width=32), min_size=1, max_size=6))
+        inits.append(_tensor(name, TensorProto.FLOAT, list(dims), vals, truncate=False))
+        return name
+
+    for i in range(draw(st.integers(1, 8))):
+        out = f"v{i}"
+        rank = len(shape)
+        ops = ["Relu", "Sigmoid", "Tanh", "Exp", "Sqrt", "Log", "Neg", "Abs", "Erf", "Add", "Mul", "Div", "Softmax",
+               "Clip", "Transpose", "ReduceMean", "Cast16", "MatMul", "Flatten"]
+        if rank == 4:
+            ops += ["Conv", "MaxPool", "AveragePool", "GlobalAveragePool"]
+        op = draw(st.sampled_from(ops))
+        if op in ("Add", "Mul", "Div"):
+            other = const(draw(st.sampled_from([[1], shape[-1:], list(shape)])), f"c{i}")
+            nodes.append(helper.make_node(op, [cur, other], [out]))
+        elif op == "Softmax":
+            nodes.append(helper.make_node(op, [cur], [out], axis=draw(st.integers(-rank, rank - 1))))
+        elif op == "Clip":
+            lo, hi = const([], f"lo{i}"), const([], f"hi{i}")
+            nodes.append(helper.make_node(op, [cur, lo, hi], [out]))
+        elif op == "Transpose":
+            perm = draw(st.permutations(list(range(rank))))
+            nodes.append(helper.make_node(op, [cur], [out], perm=perm))
+            shape = [shape[p] for p in perm]
+        elif op == "ReduceMean":
+            axis = draw(st.integers(0, rank - 1))
+            if opset >= 18:  # axes moved from an attribute to an input in opset 18
+                inits.append(helper.make_tensor(f"ax{i}", TensorProto.INT64, [1], [axis]))
+                nodes.append(helper.make_node(op, [cur, f"ax{i}"], [out], keepdims=1))
+            else:
+                nodes.append(helper.make_node(op, [cur], [out], axes=[axis], keepdims=1))
+            shape = [1 if k == axis else d for k, d in enumerate(shape)]
+        elif op == "Cast16":
+            nodes += [helper.make_node("Cast", [cur], [f"h{i}"], to=TensorProto.FLOAT16),
+                      helper.make_node("Cast", [f"h{i}"], [out], to=TensorProto.FLOAT)]
+        elif op == "MatMul":
+            n = draw(st.integers(1, 8))
+            nodes.append(helper.make_node(op, [cur, const([shape[-1], n], f"w{i}")], [out]))
+            shape = shape[:-1] + [n]
+        elif op == "Flatten":
+            nodes.append(helper.make_node(op, [cur], [out], axis=1))
+            shape = [shape[0], math.prod(shape[1:])]
+        elif op == "Conv":
+            c, k = shape[1], draw(st.sampled_from([1, 3]))
+            n, pad = draw(st.integers(1, 4)), draw(st.sampled_from([0, 1]))
+            if shape[2] + 2 * pad < k or shape[3] + 2 * pad < k:
+                k = 1
+            nodes.append(helper.make_node(op, [cur, const([n, c, k, k], f"w{i}")], [out], kernel_shape=[k, k],
+                                          pads=[pad] * 4))
+            shape = [1, n, shape[2] + 2 * pad - k + 1, shape[3] + 2 * pad - k + 1]
+        elif op in ("MaxPool", "AveragePool"):
+            if min(shape[2:]) < 2:
+                nodes.append(helper.make_node("Relu", [cur], [out]))
+            else:
+                nodes.append(helper.make_node(op, [cur], [out], kernel_shape=[2, 2], strides=[2, 2]))
+                shape = [shape[0], shape[1], shape[2] // 2, shape[3] // 2]
+        elif op == "GlobalAveragePool":
+            nodes.append(helper.make_node(op, [cur], [out]))
+            shape = [shape[0], shape[1], 1, 1]
+        else:
+            nodes.append(helper.make_node(op, [cur], [out]))
+        cur = out
+    nodes.append(helper.make_node("Identity", [cur], ["y"]))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))
+    graph = helper.make_graph(nodes, "chain", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@st.composite
 def onnx_case(draw):
-    model = draw(st.one_of(_valid_graph(), _valid_graph(), _random_graph()))
+    model = draw(st.one_of(_chain_graph(), _chain_graph(), _valid_graph(), _random_graph()))
     return {"b64": _b64(draw(_damage(model.SerializeToString(), intact=8)))}
 
 

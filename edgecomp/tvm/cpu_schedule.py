@@ -92,24 +92,50 @@ def _f32_lanes(dtype: str) -> int | None:
     return None
 
 
+# NOTE: TIR expressions are trees, so an expansion that mentions its argument k times copies it k times, and
+# nested calls (sigmoid of sigmoid of ..., exp underneath, fused into one loop body) grew as k**depth:
+# fuzzing found four nested sigmoid/tanh hanging the build (exp mentions its argument ~30 times; at depth 5 a
+# 64-element loop took 25 s, depth 6 did not finish). Binding the argument with Let does not help: TVM's
+# simplifier inlines side-effect-free Let values again. So an argument is expanded only when it is small
+# and holds no other intrinsic call or expansion (a load, x - max, x * c: what softmax, GELU and RMSNorm
+# give); otherwise the call keeps LLVM's intrinsic (slower per element, but the build stays linear in depth).
+MAX_EXPANDED_ARG = 400  # characters of the argument's printed form (TIR exposes no node counter to Python)
+_NESTED = ("T.Let", "T.call_", "T.exp", "T.erf", "T.tanh", "T.sigmoid", "T.pow", "T.log", "T.sqrt",
+           "T.reinterpret", "T.shift_left")
+
+
+def _small(expr) -> bool:
+    """Whether ``expr`` is small enough to copy into an expansion (see the note above)."""
+    text = str(expr)
+    return len(text) <= MAX_EXPANDED_ARG and not any(token in text for token in _NESTED)
+
+
+def _let(name: str, value, body_of):
+    """``Let name = value in body_of(var)``: ``value`` is evaluated once, however often the body uses it."""
+    var = tirx.Var(name, str(value.ty))
+    return tirx.Let(var, value, body_of(var))
+
+
 def _lower_erf(call):
     x = call.args[0]
     dtype = str(x.ty)
-    if _f32_lanes(dtype) is None:
+    if _f32_lanes(dtype) is None or not _small(x):
         return _default_lowering("tirx.erf", call)
 
     def c(v):
         return tirx.const(v, "float32")
 
-    x = tirx.max(tirx.min(x, c(4.0)), c(-4.0))
-    x2 = x * x
-    p = c(_ERF_P[0])
-    for a in _ERF_P[1:]:
-        p = x2 * p + c(a)
-    q = c(_ERF_Q[0])
-    for b in _ERF_Q[1:]:
-        q = x2 * q + c(b)
-    return x * p / q
+    def body(x):
+        x2 = x * x
+        p = c(_ERF_P[0])
+        for a in _ERF_P[1:]:
+            p = x2 * p + c(a)
+        q = c(_ERF_Q[0])
+        for b in _ERF_Q[1:]:
+            q = x2 * q + c(b)
+        return x * p / q
+
+    return _let("erf_x", tirx.max(tirx.min(x, c(4.0)), c(-4.0)), body)
 
 
 # float32 exp: Cephes ``expf`` (two-constant ln2 range reduction, degree-6 polynomial, ~1 ulp); LLVM
@@ -121,22 +147,26 @@ def _lower_exp(call):
     x = call.args[0]
     dtype = str(x.ty)
     lanes = _f32_lanes(dtype)
-    if lanes is None:
+    if lanes is None or not _small(x):
         return _default_lowering("tirx.exp", call)
     itype = "int32" if lanes == 1 else f"int32x{lanes}"
 
     def c(v):
         return tirx.const(v, "float32")
 
-    x = tirx.max(tirx.min(x, c(88.3762626647949)), c(-88.3762626647949))
-    n = tirx.floor(x * c(1.44269504088896341) + c(0.5))
-    r = x - n * c(0.693359375) - n * c(-2.12194440e-4)
-    p = c(_EXP_P[0])
-    for a in _EXP_P[1:]:
-        p = p * r + c(a)
-    p = p * (r * r) + r + c(1.0)
-    two_n = tirx.reinterpret(dtype, tirx.shift_left(tirx.Cast(itype, n) + 127, 23))
-    return p * two_n
+    def poly(n, r):
+        p = c(_EXP_P[0])
+        for a in _EXP_P[1:]:
+            p = p * r + c(a)
+        p = p * (r * r) + r + c(1.0)
+        two_n = tirx.reinterpret(dtype, tirx.shift_left(tirx.Cast(itype, n) + 127, 23))
+        return p * two_n
+
+    def reduce(x):
+        return _let("exp_n", tirx.floor(x * c(1.44269504088896341) + c(0.5)),
+                    lambda n: _let("exp_r", x - n * c(0.693359375) - n * c(-2.12194440e-4), lambda r: poly(n, r)))
+
+    return _let("exp_x", tirx.max(tirx.min(x, c(88.3762626647949)), c(-88.3762626647949)), reduce)
 
 
 def _lower_pow(call):
@@ -147,15 +177,16 @@ def _lower_pow(call):
     """
     x, y = call.args
     dtype = str(x.ty)
-    if _f32_lanes(dtype) is None:
+    if _f32_lanes(dtype) is None or not _small(x):
         return _default_lowering("tirx.pow", call)
-    general = tirx.call_llvm_pure_intrin(dtype, "llvm.pow", x, y)
     scalar = y.value if isinstance(y, tirx.Broadcast) else y
     if "x" in str(scalar.ty):
-        return general
+        return tirx.call_llvm_pure_intrin(dtype, "llvm.pow", x, y)
     if isinstance(scalar, tirx.FloatImm):
-        return x * x if float(scalar.value) == 2.0 else general
-    return tirx.if_then_else(scalar == tirx.const(2.0, str(scalar.ty)), x * x, general)
+        return _let("pow_x", x, lambda v: v * v) if float(scalar.value) == 2.0 else \
+            tirx.call_llvm_pure_intrin(dtype, "llvm.pow", x, y)
+    return _let("pow_x", x, lambda v: tirx.if_then_else(scalar == tirx.const(2.0, str(scalar.ty)), v * v,
+                                                          tirx.call_llvm_pure_intrin(dtype, "llvm.pow", v, y)))
 
 
 tirx.op.register_intrin_lowering("tirx.erf", "llvm", f=_lower_erf, level=99)

@@ -35,11 +35,11 @@ def test_sample_ends_ok_or_in_one_line_errors(target, fixtures):
 def test_sandbox_counts_crashes_and_hangs(fixtures):
     """The harness itself: a segfault in the worker is a crash, a stuck case a hang, and the next case runs
     in a fresh worker."""
-    with Sandbox(fixtures, timeout_s=5) as box:
+    with Sandbox(fixtures, timeout_s=120) as box:  # the runtime's segfault handler prints a backtrace first
         assert box.run("cli", {"argv": ["--version"]})["outcome"] == "ok"
         crash = box.run("selftest", {"do": "segfault"})
-        assert crash["outcome"] == "crash" and "signal 11" in crash["detail"]
-        assert box.run("selftest", {"do": "sleep"})["outcome"] == "hang"
+        assert crash["outcome"] == "crash" and "signal 11" in crash["detail"], crash
+        assert box.run("selftest", {"do": "sleep"}, timeout_s=3)["outcome"] == "hang"
         assert box.run("selftest", {"do": "raise"})["outcome"] == "traceback"
         assert box.run("cli", {"argv": ["--version"]})["outcome"] == "ok"
         assert box.starts == 3  # the first, after the crash, after the hang
@@ -58,3 +58,16 @@ def test_known_findings_stay_fixed(fixtures):
         assert res["outcome"] == "error" and "seed must be >= 0" in res["detail"], res
         res = box.run("params", {"b64": base64.b64encode(b"\xff" * 64).decode()})
         assert res["outcome"] == "error" and "not a valid params file" in res["detail"], res
+        # eight nested sigmoid/tanh fused into one loop: the exp expansion used to grow as 30**depth (a hang)
+        res = box.run("onnx", {"b64": base64.b64encode(_nested_activations(8)).decode()})
+        assert res["outcome"] == "ok" and res["seconds"] < 30, res
+
+
+def _nested_activations(depth: int) -> bytes:
+    from onnx import TensorProto, helper
+
+    names = ["x", *(f"v{i}" for i in range(depth - 1)), "y"]
+    nodes = [helper.make_node("Sigmoid" if i % 3 else "Tanh", [names[i]], [names[i + 1]]) for i in range(depth)]
+    graph = helper.make_graph(nodes, "nested", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
