@@ -119,8 +119,9 @@ def readme_table() -> str:
     lines.append("")
     lines.append(f"{summary['totals']['cases']:,d} cases (seed {p['seed']}, hypothesis {p['hypothesis']}, commit "
                  f"{p['commit'][:10]}). Found and fixed while writing these tests: {len(summary['found_and_fixed'])} "
-                 f"faults by the campaigns and {len(summary['capi_found_and_fixed'])} in the C API (ASan/UBSan, "
-                 f"qemu); each is listed with its fix in `bench/results/fuzz/summary.json`.")
+                 f"faults by the campaigns and {len(summary['capi_found_and_fixed'])} in the C API (one by UBSan, the "
+                 f"others while writing its abuse test); each is listed with its fix in "
+                 f"`bench/results/fuzz/summary.json`.")
     return "\n".join(lines)
 
 

@@ -95,8 +95,9 @@ def _f32_lanes(dtype: str) -> int | None:
 # NOTE: TIR expressions are trees, so an expansion that mentions its argument k times copies it k times, and
 # nested calls (sigmoid of sigmoid of ..., exp underneath, fused into one loop body) grew as k**depth:
 # fuzzing found four nested sigmoid/tanh hanging the build (exp mentions its argument ~30 times; at depth 5 a
-# 64-element loop took 25 s, depth 6 did not finish). Binding the argument with Let does not help: TVM's
-# simplifier inlines side-effect-free Let values again. So an argument is expanded only when it is small
+# 64-element loop took 25 s, depth 6 did not finish). Binding the argument with Let (``_let``, kept: it
+# states the intent and costs nothing) is not enough: TVM's simplifier inlines side-effect-free Let values
+# again. So an argument is expanded only when it is small
 # and holds no other intrinsic call or expansion (a load, x - max, x * c: what softmax, GELU and RMSNorm
 # give); otherwise the call keeps LLVM's intrinsic (slower per element, but the build stays linear in depth).
 MAX_EXPANDED_ARG = 400  # characters of the argument's printed form (TIR exposes no node counter to Python)
@@ -111,7 +112,7 @@ def _small(expr) -> bool:
 
 
 def _let(name: str, value, body_of):
-    """``Let name = value in body_of(var)``: ``value`` is evaluated once, however often the body uses it."""
+    """``Let name = value in body_of(var)`` (the simplifier may substitute ``value`` back: see the note above)."""
     var = tirx.Var(name, str(value.ty))
     return tirx.Let(var, value, body_of(var))
 
