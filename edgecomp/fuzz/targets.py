@@ -153,7 +153,9 @@ def run_cli(payload: dict, ctx: Context) -> dict:
             arg = arg.replace(key, str(ctx.fixtures / rel))
         argv.append(arg.replace("{OUT}", str(ctx.scratch / "out")))
     code = 0
-    with CliRunner().isolation() as (out, err, _):
+    runner = CliRunner()
+    # NOTE: inside scratch/cwd, so a relative path in the argv (-o 4, --json x) lands in the scratch directory
+    with runner.isolated_filesystem(temp_dir=ctx.scratch), runner.isolation() as (out, err, _):
         try:
             cli.main(argv)
         except SystemExit as e:
