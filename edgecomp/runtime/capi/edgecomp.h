@@ -75,7 +75,8 @@ typedef struct {
 typedef struct edgecomp_model edgecomp_model; /* opaque */
 
 /* Open the model in a bundle directory: BUNDLE/lib/model.so, BUNDLE/params.bin, BUNDLE/model.txt.
- * On success *out is a handle for edgecomp_close; on failure *out is NULL. */
+ * On success *out is a handle for edgecomp_close; on failure *out is NULL. A missing, truncated or damaged
+ * params.bin or model.txt is EDGECOMP_ERR_FILE (both are checked before the runtime reads them). */
 EDGECOMP_API edgecomp_status edgecomp_open(const char* bundle_dir, edgecomp_model** out);
 
 /* Open from explicit paths: the model library, its weights and its signature file (model.txt). */
@@ -88,10 +89,12 @@ EDGECOMP_API edgecomp_status edgecomp_open_files(const char* model_lib, const ch
 EDGECOMP_API edgecomp_status edgecomp_open_static(const char* params_bin, const char* signature_txt,
                                                   edgecomp_model** out);
 
-/* Release a handle and everything it owns; NULL is ignored. */
+/* Release a handle and everything it owns; NULL, a handle closed already and a pointer that never was a
+ * handle are ignored. Every other function refuses a closed handle with EDGECOMP_ERR_ARGUMENT (until a new
+ * handle happens to get the same address). */
 EDGECOMP_API void edgecomp_close(edgecomp_model* model);
 
-/* Counts of inputs / outputs, or -1 when model is NULL. */
+/* Counts of inputs / outputs, or -1 when model is NULL or not an open handle. */
 EDGECOMP_API int32_t edgecomp_num_inputs(const edgecomp_model* model);
 EDGECOMP_API int32_t edgecomp_num_outputs(const edgecomp_model* model);
 
