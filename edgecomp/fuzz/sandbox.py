@@ -43,17 +43,16 @@ class Sandbox:
                                       str(self.log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
         line = self._read(STARTUP_S)
-        if line is None or json.loads(line).get("ready") is not True:
+        if not line or json.loads(line).get("ready") is not True:
             code = self._kill()
             raise RuntimeError(f"fuzz worker did not start (exit {code}): {self._log_tail()}")
 
     def _read(self, timeout_s: float) -> str | None:
-        """One line from the worker, or None on EOF or timeout."""
+        """One line from the worker; "" when its stdout closed (it died), None when it said nothing in time."""
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
         if not ready:
             return None
-        line = self.proc.stdout.readline()
-        return line.decode() if line else None
+        return self.proc.stdout.readline().decode()
 
     def _kill(self) -> int | None:
         if self.proc is None:
@@ -86,9 +85,14 @@ class Sandbox:
             pass  # the worker is gone: _read sees EOF
         line = self._read(timeout_s)
         seconds = round(time.perf_counter() - t0, 3)
-        if line is not None:
+        if line:
             return {**json.loads(line), "seconds": seconds}
-        timed_out = self.proc.poll() is None
+        timed_out = line is None  # "" is EOF: the worker is dying (poll() may not see it exit yet)
+        if not timed_out:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
         code = self._kill()
         if timed_out:
             return {"outcome": "hang", "detail": f"no answer in {timeout_s} s", "seconds": seconds}
