@@ -108,22 +108,7 @@ def partition(model: onnx.ModelProto) -> Partitioned:
             removed.update(layer.removed)
             insert.setdefault(max(layer.removed) + 1, []).append(
                 helper.make_node(OP, [fq.x], [layer.out], name=name, domain=DOMAIN))
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes = []
-    for i, n in enumerate(out.graph.node):
-        nodes += insert.get(i, [])
-        if i not in removed:
-            nodes.append(n)
-    nodes += insert.get(len(out.graph.node), [])
-    del out.graph.node[:]
-    out.graph.node.extend(F._live(nodes, {o.name for o in out.graph.output}))
-    used = {n for node in out.graph.node for n in node.input}
-    kept = [t for t in out.graph.initializer if t.name in used]
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(kept)
-    if not any(o.domain == DOMAIN for o in out.opset_import):
-        out.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    out = F.splice(model, insert, removed, [], DOMAIN)
     return Partitioned(out, tuple(layers), skipped)
 
 

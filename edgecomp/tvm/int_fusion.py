@@ -284,26 +284,35 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, Fused]:
             report.layers.append(name)
     if not report.layers:
         return model, report
+    return splice(model, new_nodes, removed, new_inits, DOMAIN), report
+
+
+def splice(model, insert: dict[int, list], removed: set[int], new_inits: list, domain: str):
+    """A copy of ``model`` with the nodes ``insert[i]`` placed before node i (``insert[len(nodes)]`` at the end),
+    the nodes at indices ``removed`` dropped, then every node whose outputs nothing reads (the matched fake-quant
+    chains), every initializer (and initializer-backed graph input) nothing reads, plus ``new_inits``, and the
+    opset of ``domain`` declared. ``model`` is not modified."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    inits = {t.name for t in out.graph.initializer}
     nodes = []
     for i, n in enumerate(out.graph.node):
-        nodes += new_nodes.get(i, [])
+        nodes += insert.get(i, [])
         if i not in removed:
             nodes.append(n)
-    nodes += new_nodes.get(len(out.graph.node), [])
+    nodes += insert.get(len(out.graph.node), [])
     del out.graph.node[:]
     out.graph.node.extend(_live(nodes, {o.name for o in out.graph.output}))
     used = {n for node in out.graph.node for n in node.input}
     kept = [t for t in out.graph.initializer if t.name in used]
     del out.graph.initializer[:]
-    out.graph.initializer.extend(kept + new_inits)
-    inputs = [v for v in out.graph.input if v.name in used or v.name not in G.inits]
+    out.graph.initializer.extend(kept + list(new_inits))
+    inputs = [v for v in out.graph.input if v.name in used or v.name not in inits]
     del out.graph.input[:]
     out.graph.input.extend(inputs)
-    if not any(o.domain == DOMAIN for o in out.opset_import):
-        out.opset_import.append(helper.make_opsetid(DOMAIN, 1))
-    return out, report
+    if not any(o.domain == domain for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(domain, 1))
+    return out
 
 
 def _live(nodes: list, graph_outputs: set[str]) -> list:
