@@ -72,22 +72,15 @@ def _c_identifiers(mod):
     """``mod`` with every parameter of ``main`` renamed to a unique C identifier (``/blocks_0/Constant`` ->
     ``_blocks_0_Constant``). ONNX names reach the kernels' argument lists; TVM's CUDA codegen writes them as
     they are and nvcc rejects the source (LLVM codegen never prints them)."""
-    import re
-
     from tvm import relax
+
+    from edgecomp.tvm.frontend import c_identifier
 
     main = mod["main"]
     taken: set[str] = set()
     renamed = []
     for p in main.params:
-        name = re.sub(r"\W", "_", p.name)
-        name = name if re.match(r"[A-Za-z_]", name) else f"_{name}"
-        base, i = name, 0
-        while name in taken:
-            i += 1
-            name = f"{base}_{i}"
-        taken.add(name)
-        renamed.append(relax.Var(name, p.ty))
+        renamed.append(relax.Var(c_identifier(p.name, taken), p.ty))
     bound = main.bind_params(dict(zip(main.params, renamed, strict=True)))
     mod["main"] = relax.Function(renamed, bound.body, bound.ret_ty, bound.is_pure, bound.attrs)
     return mod

@@ -109,6 +109,21 @@ def _pretranspose_gemm_weights(model):
     return out if changed else model
 
 
+def c_identifier(name: str, taken: set[str]) -> str:
+    """``name`` as a C identifier not in ``taken`` (non-word characters -> ``_``, a leading ``_`` before a digit,
+    ``_1``, ``_2``... on a clash); the result is added to ``taken``."""
+    import re
+
+    base = re.sub(r"\W", "_", name)
+    base = base if re.match(r"[A-Za-z_]", base) else f"_{base}"
+    new, i = base, 0
+    while new in taken:
+        i += 1
+        new = f"{base}_{i}"
+    taken.add(new)
+    return new
+
+
 def _c_identifiers(model):
     """``model`` with every initializer and intermediate tensor name that is no C identifier renamed
     (``/blocks_0/attn/Constant_output_0`` -> ``_blocks_0_attn_Constant_output_0``); graph inputs and
@@ -128,14 +143,7 @@ def _c_identifiers(model):
     for name in sorted(names - keep):
         if not name or re.fullmatch(r"[A-Za-z_]\w*", name):
             continue
-        base = re.sub(r"\W", "_", name)
-        base = base if re.match(r"[A-Za-z_]", base) else f"_{base}"
-        new, i = base, 0
-        while new in taken:
-            i += 1
-            new = f"{base}_{i}"
-        taken.add(new)
-        mapping[name] = new
+        mapping[name] = c_identifier(name, taken)
     if not mapping:
         return model
     out = onnx.ModelProto()
