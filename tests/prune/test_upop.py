@@ -152,7 +152,10 @@ def test_time_box_is_kept(tiny_vit):
     cfg = _cfg(upop_steps=0, upop_seconds=1.5, upop_interval=0)
     summary = upop.upop(module, cfg, _loss(module, spec, feeds, cfg))
     s, r = summary["upop"]["search"], summary["upop"]["retrain"]
-    assert s["probe_steps"] == upop.PROBE_STEPS and s["schedule_steps"] >= 1 and r["steps"] >= 1
+    assert s["probe_steps"] == upop.PROBE_STEPS and s["schedule_steps"] >= 1
+    # retraining gets what the search left of the box: at least one step, unless a loaded machine made the
+    # search itself use the whole box (then the box wins over retraining)
+    assert r["steps"] >= 1 or s["seconds"] >= 1.5
     assert s["seconds"] + r["seconds"] < 1.5 + 1.0  # slack: one step past the box, a loaded machine
     assert summary["params"][1] < summary["params"][0] and not any(p.requires_grad for p in module.parameters())
 
