@@ -84,17 +84,7 @@ def partition(model: onnx.ModelProto) -> Partitioned:
             fq = _lognp_decoded(G, mi)
         if fq is None:
             continue
-        for ui in G.consumers.get(fq.out, []):
-            user = G.g.node[ui]
-            if user.op_type == "MatMulNBits" and user.domain == "com.microsoft" and user.input[0] == fq.out:
-                layer = F._matmul_nbits(G, ui)
-            elif user.op_type in ("MatMul", "Reshape", "Gemm"):
-                layer = F._matmul_int8(G, ui, fq.out)
-            else:
-                continue
-            name = user.name or f"#{ui}"
-            if layer is None:
-                continue
+        for name, layer in F.weight_layers(G, fq):
             if isinstance(layer, str):
                 skipped[name] = layer
                 continue

@@ -246,17 +246,7 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, Fused]:
         if fq is None:
             continue
         rows: dict[int, list[str]] = {}  # group size -> QuantizeRows outputs
-        for ui in G.consumers.get(fq.out, []):
-            user = G.g.node[ui]
-            if user.op_type == "MatMulNBits" and user.domain == "com.microsoft" and user.input[0] == fq.out:
-                layer = _matmul_nbits(G, ui)
-            elif user.op_type in ("MatMul", "Reshape", "Gemm"):
-                layer = _matmul_int8(G, ui, fq.out)
-            else:
-                continue
-            name = user.name or f"#{ui}"
-            if layer is None:
-                continue
+        for name, layer in weight_layers(G, fq):
             if isinstance(layer, str):
                 report.skipped[name] = layer
                 continue
@@ -285,6 +275,22 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, Fused]:
     if not report.layers:
         return model, report
     return splice(model, new_nodes, removed, new_inits, DOMAIN), report
+
+
+def weight_layers(G, fq):
+    """(name, layer) for every consumer of the fake-quant output ``fq.out`` that is a quantized Linear:
+    ``layer`` is its matched weight form (``_matmul_nbits`` / ``_matmul_int8``), or a string saying why that
+    weight cannot take the integer path. Consumers that are no weight layer are left out."""
+    for ui in G.consumers.get(fq.out, []):
+        user = G.g.node[ui]
+        if user.op_type == "MatMulNBits" and user.domain == "com.microsoft" and user.input[0] == fq.out:
+            layer = _matmul_nbits(G, ui)
+        elif user.op_type in ("MatMul", "Reshape", "Gemm"):
+            layer = _matmul_int8(G, ui, fq.out)
+        else:
+            continue
+        if layer is not None:
+            yield user.name or f"#{ui}", layer
 
 
 def splice(model, insert: dict[int, list], removed: set[int], new_inits: list, domain: str):
