@@ -971,30 +971,6 @@ def apply(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, dict[str, st
     Returns the new module and ``{function name: rule name}`` ("none" when no rule applied,
     meaning the function runs with naive loops; the report lists it).
     """
-    used: dict[str, str] = {}
-    updates = {}
-    for gv, func in mod.functions_items():
-        if not isinstance(func, tirx.PrimFunc):
-            continue
-        if "edgecomp.kernel" in func.attrs:  # a registry kernel, scheduled as written
-            used[gv.name_hint] = f"kernel:{func.attrs['edgecomp.kernel']}"
-            continue
-        if "tirx.is_scheduled" in func.attrs and int(func.attrs["tirx.is_scheduled"]) == 1:
-            used[gv.name_hint] = "tuned"
-            continue
-        used[gv.name_hint] = "none"
-        for name, rule in RULES.items():
-            try:
-                with target:
-                    sch = rule.apply(func, target, False)
-            except (RuntimeError, ValueError, AssertionError, AttributeError, IndexError, TypeError):
-                sch = None  # the rule's own analysis rejected this function: try the next rule
-            if sch is not None:
-                if isinstance(sch, list):
-                    sch = sch[0]
-                updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-                used[gv.name_hint] = name
-                break
-    for gv, func in updates.items():
-        mod[gv] = func
-    return mod, used
+    from edgecomp.tvm.rule_apply import apply_first
+
+    return apply_first(mod, target, RULES)

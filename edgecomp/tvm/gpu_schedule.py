@@ -26,33 +26,11 @@ def apply(mod, target) -> tuple[object, dict[str, str]]:
     Returns the new module and ``{function name: rule}``: ``kernel:<name>`` for a hand-written kernel
     (``edgecomp.kernel`` attribute, kept as written), ``tuned`` for one already scheduled, else the dlight
     rule's name. Raises UnsupportedOpError naming a function no rule can schedule."""
-    from tvm import tirx
+    from edgecomp.tvm.rule_apply import apply_first
 
-    used: dict[str, str] = {}
-    updates = {}
-    for gv, func in mod.functions_items():
-        if not isinstance(func, tirx.PrimFunc):
-            continue
-        if "edgecomp.kernel" in func.attrs:
-            used[gv.name_hint] = f"kernel:{func.attrs['edgecomp.kernel']}"
-            continue
-        if "tirx.is_scheduled" in func.attrs and int(func.attrs["tirx.is_scheduled"]) == 1:
-            used[gv.name_hint] = "tuned"
-            continue
-        for name, rule in rules().items():
-            try:
-                with target:
-                    sch = rule.apply(func, target, False)
-            except (RuntimeError, ValueError, AssertionError, AttributeError, IndexError, TypeError):
-                sch = None  # the rule's own analysis rejected this function: try the next rule
-            if sch is not None:
-                sch = sch[0] if isinstance(sch, list) else sch
-                updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-                used[gv.name_hint] = name
-                break
-        else:
-            raise UnsupportedOpError(f"no GPU schedule applies to {gv.name_hint}",
-                                     hint="report the model; dlight's Fallback rule declined this loop nest")
-    for gv, func in updates.items():
-        mod[gv] = func
+    mod, used = apply_first(mod, target, rules())
+    unscheduled = [name for name, how in used.items() if how == "none"]
+    if unscheduled:
+        raise UnsupportedOpError(f"no GPU schedule applies to {unscheduled[0]}",
+                                 hint="report the model; dlight's Fallback rule declined this loop nest")
     return mod, used
