@@ -27,7 +27,7 @@ def simulate(path, feeds: dict, asic_table: dict, datapath: str = "auto") -> dic
     specs = {m["spec"]["name"]: (codegen.LayerSpec(**m["spec"]), m["M"]) for m in metas}
     report = estimate(host, specs, shapes, cfg.with_datapath(datapath))
     if datapath == "auto":
-        est = {r["name"]: r["cycles"] for r in report["layers"] if r["kind"] == "gemm"}
+        est = {r["name"]: r["cycles"] for r in report["layers"] if r["kind"] in ("gemm", "matmul")}
         ran = {name: st.cycles for name, st in ex.stats.items()}
         if est != ran:
             raise NumericsError("simulated cycles of the executed run differ from the cost estimate",

@@ -24,7 +24,7 @@ from edgecomp.asic import codegen, isa, reference
 from edgecomp.asic.config import AsicConfig
 from edgecomp.asic.estimate import datapath_for, estimate, on_chip_values, scalesim_topology
 from edgecomp.asic.hostgraph import HostGraph
-from edgecomp.asic.partition import Partitioned, partition
+from edgecomp.asic.partition import MatMulLayer, Partitioned, partition
 from edgecomp.errors import NumericsError
 
 
@@ -72,17 +72,26 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def trace(P: Partitioned, feed: dict) -> tuple[dict, dict]:
-    """(value shapes, partition name -> M) from one run of the host graph with the reference partitions."""
+    """(value shapes, partition name -> (LayerSpec, M)) from one run of the host graph with the reference
+    partitions (a matmul partition's K, N and batch come from its operands' shapes)."""
     by_name = {layer.name: layer for layer in P.layers}
-    M: dict[str, int] = {}
+    mm_by_name = {layer.name: layer for layer in P.matmuls}
+    specs: dict[str, tuple] = {}
 
-    def gemm(name, x):
-        M[name] = int(x.size // by_name[name].K)
-        return reference.gemm(by_name[name], x)
+    def gemm(name, *xs):
+        if name in mm_by_name:
+            layer, (a, b) = mm_by_name[name], xs
+            y = reference.matmul(layer, a, b)  # raises InputError unless a batched product
+            batch = int(a.size // (a.shape[-2] * a.shape[-1]))
+            specs[name] = (codegen.LayerSpec.of_matmul(layer, a.shape[-1], b.shape[-1], batch), int(a.shape[-2]))
+            return y
+        layer = by_name[name]
+        specs[name] = (codegen.LayerSpec.of(layer), int(xs[0].size // layer.K))
+        return reference.gemm(layer, xs[0])
 
     shapes: dict = {}
     HostGraph(P.graph, trace=True)(feed, gemm, shapes)
-    return shapes, M
+    return shapes, specs
 
 
 def compile_asic(model, feeds: list[dict], asic_table: dict) -> tuple[AsicCompiled, dict]:
@@ -91,28 +100,28 @@ def compile_asic(model, feeds: list[dict], asic_table: dict) -> tuple[AsicCompil
 
     cfg = AsicConfig.from_table(asic_table)
     P = partition(model)
-    shapes, Ms = trace(P, feeds[0])
-    specs = {layer.name: (codegen.LayerSpec.of(layer), Ms[layer.name]) for layer in P.layers}
+    shapes, specs = trace(P, feeds[0])
     fused = on_chip_values(P.graph, specs, shapes, cfg, 4)
     metas, programs, images = [], [], []
-    for layer in P.layers:
+    for layer in (*P.layers, *P.matmuls):
         spec, M = specs[layer.name]
         dp = datapath_for(spec, cfg)
-        meta = {"spec": asdict(spec), "x": layer.x, "out": layer.out, "flat": layer.flat, "M": M,
-                "datapath": dp.name if dp else None}
+        io = _io(layer)
+        meta = {"spec": asdict(spec), **{k: v for k, (_, v) in io.items()}, "flat": getattr(layer, "flat", False),
+                "M": M, "datapath": dp.name if dp else None}
         prog: list = []
         if dp is not None:
-            t = codegen.tiling(M, spec.K, spec.N, spec.G, spec.wbits, layer.abits, dp, cfg)
-            prog = codegen.program(spec, t)
+            t = codegen.layer_tiling(spec, M, dp, cfg)
+            prog = codegen.build_program(spec, t)
             meta["tiling"] = t.to_dict()
-            meta["on_chip"] = [i for i, v in ((codegen.X, layer.x), (codegen.Y, layer.out)) if v in fused]
+            meta["on_chip"] = sorted({i for i, v in io.values() if v in fused} | set(codegen.on_chip_tensors(spec)))
         metas.append(meta)
         programs.append(prog)
-        images.append(codegen.dram_image(layer))
+        images.append(codegen.dram_image(layer) if spec.kind == "gemm" else {})
     cost = estimate(P.graph, specs, shapes, cfg)
     compiled = AsicCompiled(P.graph, metas, programs, images, cost)
     sim = Executor(P.graph, metas, programs, images, cfg)
-    ref = Executor(P.graph, metas, programs, images, cfg, layers=P.layers)
+    ref = Executor(P.graph, metas, programs, images, cfg, layers=(*P.layers, *P.matmuls))
     mismatches = []
     for i, f in enumerate(feeds):
         a, b = sim(f), ref(f)
@@ -123,7 +132,9 @@ def compile_asic(model, feeds: list[dict], asic_table: dict) -> tuple[AsicCompil
         raise NumericsError(f"the accelerator simulator differs from the integer reference on feeds {mismatches}",
                             hint="report this with the model: codegen or the simulator has a bug")
     summary = {
-        "partitions": len(P.layers), "on_accelerator": sum(m["datapath"] is not None for m in metas),
+        "partitions": len(P.layers), "attention_matmuls": len(P.matmuls),
+        "on_accelerator": sum(m["datapath"] is not None for m in metas[:len(P.layers)]),
+        "attention_on_accelerator": sum(m["datapath"] is not None for m in metas[len(P.layers):]),
         "datapaths": sorted({m["datapath"] for m in metas if m["datapath"]}),
         "host_ops": _host_summary(cost["host_ops"]), "skipped_layers": P.skipped,
         "bit_exact_vs_reference": True, "check_feeds": len(feeds),
@@ -132,6 +143,13 @@ def compile_asic(model, feeds: list[dict], asic_table: dict) -> tuple[AsicCompil
         "area_mm2": cost["area_mm2"]["total"], "instructions": sum(len(p) for p in programs),
     }
     return compiled, summary
+
+
+def _io(layer) -> dict[str, tuple[int, str]]:
+    """Meta key -> (DRAM tensor id, graph value) of a partition's activations."""
+    if isinstance(layer, MatMulLayer):
+        return {"a": (codegen.X, layer.a), "b": (codegen.XB, layer.b), "out": (codegen.Y, layer.out)}
+    return {"x": (codegen.X, layer.x), "out": (codegen.Y, layer.out)}
 
 
 def _host_summary(host_ops: list[dict]) -> dict:

@@ -12,6 +12,8 @@ Tensor table of a program (ids are the ``tensor`` operands of LOAD / STORE):
  3     Z           u8 [K/G, N] (int4 zero points)        wbits
  4     BIAS        f32 [1, N]                            32
  5     Y           f32 [M, N] outputs                    32
+ 6     XB          f32 [N, K]: bᵀ of an activation x     32
+                   activation product (MatMulQ)
 ====  ==========  ====================================  ==============================
 
 Tiling (``Tiling``): the MMU takes a weight tile of ``Tk x Tn`` (Tk = rows x macs_per_pe, capped by the group
@@ -23,25 +25,34 @@ double-buffered (slot parity), so the DMA of tile t+1 overlaps the GEMM of tile 
 VEPI; STORE``, each STORE issued after the next tile's first GEMM (a STORE waiting for its epilogue must not
 hold back the next tile's weight loads). ``tiling`` raises a ConfigError naming the ``[asic.sram]`` parameter
 when not even a minimal tile fits.
+
+An activation x activation partition (``kind`` "matmul", ``matmul_program``) runs the same loop once per
+leading index (batch x heads), after a prologue that quantizes the right operand on chip: bᵀ rows are loaded
+into the staging slots, VQUANT turns them into int8 codes and scales (ACT slots ``BQ``..), and two STOREs move
+codes and scales into W / WS, which the program keeps on chip (SRAM-rate copies into the weight buffer, no DRAM
+traffic). Then W is an int8 "weight" with one group (G = K) and no zero point, so the GEMM / VFOLD / VEPI
+arithmetic is the Linear layers': ``y = (f32(acc) * sb) * sa``. With one group a k-tile may be ragged (K = 197
+keys is prime).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from edgecomp.asic import isa
 from edgecomp.asic.config import AsicConfig, Datapath
-from edgecomp.asic.partition import GemmLayer
+from edgecomp.asic.partition import GemmLayer, MatMulLayer
 from edgecomp.errors import ConfigError
 
-X, W, WS, Z, BIAS, Y = range(6)
-TENSOR_NAMES = ("X", "W", "WS", "Z", "BIAS", "Y")
+X, W, WS, Z, BIAS, Y, XB = range(7)
+TENSOR_NAMES = ("X", "W", "WS", "Z", "BIAS", "Y", "XB")
 TQ = 4  # rows per quantize staging block (fp32, double-buffered)
 
-# ACT slots: 0/1 staging, 2 codes, 3 scales, 4 row sums. WGT slots: 0/1 weights, 2/3 scales, 4/5 zeros, 6/7 bias.
-ST, CODES, SCALE, SUMS = 0, 2, 3, 4
+# ACT slots: 0/1 staging, 2 codes, 3 scales, 4 row sums, 5-7 the same for bᵀ (matmul prologue).
+# WGT slots: 0/1 weights, 2/3 scales, 4/5 zeros, 6/7 bias.
+ST, CODES, SCALE, SUMS, BQ = 0, 2, 3, 4, 5
 W_SLOT, WS_SLOT, Z_SLOT, B_SLOT = 0, 2, 4, 6
 
 
@@ -61,10 +72,12 @@ class Tiling:
         return dict(self.__dict__)
 
 
-def tiling(M: int, K: int, N: int, G: int, wbits: int, abits: int, dp: Datapath, cfg: AsicConfig) -> Tiling:
-    """Tile sizes for a GEMM of x [M, K] by W [N, K] (groups of G) on datapath ``dp``."""
+def tiling(M: int, K: int, N: int, G: int, wbits: int, abits: int, dp: Datapath, cfg: AsicConfig,
+           resident_b: bool = False) -> Tiling:
+    """Tile sizes for a GEMM of x [M, K] by W [N, K] (groups of G) on datapath ``dp``. ``resident_b``: the
+    matmul prologue's bᵀ codes, scales and row sums also occupy ACT."""
     Tk = min(cfg.rows * dp.macs_per_pe, G, K)
-    while G % Tk:
+    while G != K and G % Tk:  # a k-tile never spans two groups; with one group the last one may be ragged
         Tk -= 1
     Tn = min(cfg.cols, N)
     w_tile = 2 * (Tk * Tn * wbits // 8 + Tn * 4 + Tn + Tn * 4)  # weights + scales + zeros + bias, two each
@@ -72,7 +85,7 @@ def tiling(M: int, K: int, N: int, G: int, wbits: int, abits: int, dp: Datapath,
         raise ConfigError(f"the weight buffer ({cfg.weight_bytes} B) cannot hold two {Tk}x{Tn} weight tiles "
                           f"({w_tile} B) of a {M}x{K}x{N} GEMM",
                           hint="raise asic.sram.weight_kib in the target TOML, or lower asic.mmu.rows / cols")
-    staging = 2 * TQ * K * 4
+    staging = 2 * TQ * K * 4 + (N * K + 8 * N if resident_b else 0)
     row = K * abits // 8 + 4 + 4 * (K // G)  # codes + scale + group row sums
     by_act = (cfg.act_bytes - staging) // row
     by_acc = cfg.acc_bytes // (2 * Tn * 8)  # int32 + fp32 accumulators, double-buffered
@@ -117,14 +130,24 @@ class LayerSpec:
     wbits: int  # 4, 8, or 16 (the fp16 configuration)
     qmax: int
     has_bias: bool
+    kind: str = "gemm"  # "gemm": x times constant weights; "matmul": a x b, both activations (MatMulQ)
+    unsigned: bool = False  # matmul: a quantized to [0, qmax] (softmax probabilities)
+    qmax_b: int = 0  # matmul: bᵀ rows quantized to [-qmax_b, qmax_b]
+    batch: int = 1  # matmul: leading index count (batch x heads); the program runs once per index
 
     @classmethod
     def of(cls, layer: GemmLayer) -> LayerSpec:
         return cls(layer.name, layer.K, layer.N, layer.G, layer.wbits, layer.qmax, layer.bias is not None)
 
+    @classmethod
+    def of_matmul(cls, layer: MatMulLayer, K: int, N: int, batch: int) -> LayerSpec:
+        """An activation x activation product of traced shape [batch, M, K] x [batch, K, N]: int8 codes of bᵀ
+        are its one-group "weights"."""
+        return cls(layer.name, K, N, K, 8, layer.qmax_a, False, "matmul", layer.unsigned_a, layer.qmax_b, batch)
+
     def as_fp16(self) -> LayerSpec:
         """The same GEMM on the fp16 datapath: fp16 weights, no groups, no zero points."""
-        return LayerSpec(self.name, self.K, self.N, self.K, 16, self.qmax, self.has_bias)
+        return replace(self, G=self.K, wbits=16)
 
 
 def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
@@ -138,7 +161,7 @@ def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
         for qi, r0 in enumerate(range(0, m, TQ)):
             r = min(TQ, m - r0)
             prog.append(isa.Load(isa.Buf.ACT, ST + qi % 2, X, m0 + r0, 0, r, K))
-            prog.append(isa.VQuant(ST + qi % 2, CODES, layer.qmax, G, r0, r, K))
+            prog.append(isa.VQuant(ST + qi % 2, CODES, layer.qmax, G, r0, r, K, int(layer.unsigned)))
         pending: isa.Store | None = None  # the previous tile's STORE, issued once this tile's first GEMM is queued
         for n0 in range(0, N, t.Tn):
             n = min(t.Tn, N - n0)
@@ -150,9 +173,9 @@ def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
                 if has_z:
                     prog.append(isa.Load(isa.Buf.WGT, Z_SLOT + g % 2, Z, g, n0, 1, n))
                 for k0 in range(g * G, (g + 1) * G, t.Tk):
-                    ws = W_SLOT + kt % 2
-                    prog.append(isa.Load(isa.Buf.WGT, ws, W, n0, k0, n, t.Tk))
-                    prog.append(isa.Gemm(CODES, ws, acc, int(k0 != g * G), layer.wbits, k0, m, n, t.Tk))
+                    ws, k = W_SLOT + kt % 2, min(t.Tk, (g + 1) * G - k0)
+                    prog.append(isa.Load(isa.Buf.WGT, ws, W, n0, k0, n, k))
+                    prog.append(isa.Gemm(CODES, ws, acc, int(k0 != g * G), layer.wbits, k0, m, n, k))
                     kt += 1
                     if pending is not None:
                         prog.append(pending)
@@ -167,7 +190,39 @@ def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
     return prog
 
 
+def matmul_program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
+    """One leading index of an activation x activation partition: quantize bᵀ (XB, [N, K]) into W / WS on
+    chip, then ``program`` (module docstring)."""
+    K, N = t.K, t.N
+    prog: list[isa.Instruction] = []
+    for qi, r0 in enumerate(range(0, N, TQ)):
+        r = min(TQ, N - r0)
+        prog.append(isa.Load(isa.Buf.ACT, ST + qi % 2, XB, r0, 0, r, K))
+        prog.append(isa.VQuant(ST + qi % 2, BQ, layer.qmax_b, K, r0, r, K))
+    prog.append(isa.Store(isa.Buf.ACT, BQ, W, 0, 0, N, K))
+    prog.append(isa.Store(isa.Buf.ACT, BQ + 1, WS, 0, 0, 1, N))  # [N, 1] scales: the same bytes as a [1, N] row
+    return prog + program(layer, t)
+
+
+PROGRAMS = {"gemm": program, "matmul": matmul_program}
+
+
+def build_program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
+    """The program of ``layer`` (either kind)."""
+    return PROGRAMS[layer.kind](layer, t)
+
+
+def layer_tiling(layer: LayerSpec, M: int, dp: Datapath, cfg: AsicConfig) -> Tiling:
+    """``tiling`` for ``layer`` (already in its datapath's form) with M activation rows."""
+    return tiling(M, layer.K, layer.N, layer.G, layer.wbits, dp.act_bits, dp, cfg, layer.kind == "matmul")
+
+
+def on_chip_tensors(layer: LayerSpec) -> tuple[int, ...]:
+    """Tensors a program keeps on chip whatever the fusion analysis says: the matmul prologue's W / WS."""
+    return (W, WS) if layer.kind == "matmul" else ()
+
+
 def tensor_bits(layer: LayerSpec) -> tuple[int, ...]:
-    """Element bits of each tensor id in DRAM (X and Y: fp32, fp16 on the fp16 datapath)."""
+    """Element bits of each tensor id in DRAM (X, Y, XB: fp32, fp16 on the fp16 datapath)."""
     act = 16 if layer.wbits == 16 else 32
-    return (act, layer.wbits, 32, layer.wbits, 32, act)
+    return (act, layer.wbits, 32, layer.wbits, 32, act, act)

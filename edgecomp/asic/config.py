@@ -24,12 +24,16 @@ class Datapath:
     pe_um2: float  # at the configured node (scaled)
 
 
+ATTENTION = ("int8", "fp32")
+
+
 @dataclass(frozen=True)
 class AsicConfig:
     clock_ghz: float
     dram_gbps: float
     dram_latency_cycles: int
     gemm_datapath: str  # "auto" or a datapath name every GEMM is forced onto (e.g. "fp16")
+    attention: str  # "int8": attention products on the MMU (edgecomp.asic.attention); "fp32": on the VCU
     rows: int  # MMU reduction lanes (K)
     cols: int  # MMU output lanes (N)
     fill_cycles: int
@@ -85,6 +89,7 @@ class AsicConfig:
                         for name, d in t["datapath"].items())
             cfg = cls(clock_ghz=float(t["clock_ghz"]), dram_gbps=float(t["dram_gbps"]),
                       dram_latency_cycles=int(t["dram_latency_cycles"]), gemm_datapath=str(t["gemm_datapath"]),
+                      attention=str(t.get("attention", "int8")),
                       rows=int(t["mmu"]["rows"]), cols=int(t["mmu"]["cols"]),
                       fill_cycles=int(t["mmu"]["fill_cycles"]),
                       weight_bytes=int(t["sram"]["weight_kib"]) * 1024, act_bytes=int(t["sram"]["act_kib"]) * 1024,
@@ -108,4 +113,7 @@ class AsicConfig:
                                   hint="see targets/asic-sim.toml")
         if cfg.gemm_datapath != "auto":
             cfg.datapath_named(cfg.gemm_datapath)
+        if cfg.attention not in ATTENTION:
+            raise ConfigError(f"asic parameter attention must be one of {', '.join(ATTENTION)}, got {cfg.attention!r}",
+                              hint="see targets/asic-sim.toml")
         return cfg

@@ -5,7 +5,8 @@ a partition DMA, MMU and VCU overlap as the simulator schedules them) and return
 ``edgecomp bench`` show: totals, a per-unit breakdown, one row per layer, the ops left on the host CPU, the
 GEMM roofline cross-check and an area proxy. ``specs``: partition name -> (LayerSpec, M). ``shapes``: value
 name -> (shape, dtype) from one traced run. Host-CPU ops are listed, not timed: the latency is the
-accelerator's.
+accelerator's. An activation x activation partition (attention products, kind "matmul") costs its program's
+cycles times its leading-index count (heads run back to back).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from edgecomp.asic import codegen
 from edgecomp.asic.config import AsicConfig
 from edgecomp.asic.cost import Energy, roofline, vector_op
-from edgecomp.asic.partition import is_partition
+from edgecomp.asic.partition import is_matmul, is_partition
 from edgecomp.asic.sim import Simulator
 
 ACCEL_UNITS = ("vcu", "mmu", "layout", "free")
@@ -27,28 +28,44 @@ STREAM = frozenset({"elementwise", "exp2", "log2", "erf", "reduce", "softmax", "
 ELEMENTWISE = frozenset({"elementwise", "exp2", "log2", "erf"})
 
 
+ROW_CONSUMERS = frozenset({"gemm", "amm"})  # partitions that quantize their (left) input row by row
+
+
+def _kind(node, specs: dict, cfg: AsicConfig) -> str | None:
+    """Fusion class of a host-graph node: "gemm" / "amm" (activation matmul) partition, a VECTOR_OPS class, or
+    None (host CPU, or a partition without a datapath)."""
+    from edgecomp.asic.cost import VECTOR_OPS
+
+    if is_partition(node):
+        if datapath_for(specs[node.name][0], cfg) is None:
+            return None
+        return "amm" if is_matmul(node) else "gemm"
+    return VECTOR_OPS.get(node.op_type)
+
+
 def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_bytes: int) -> set[str]:
     """Values that stay in SRAM (fusion rules, docs/asic.md): produced and consumed only by accelerator ops, and
     either no larger than ``cfg.fuse_bytes``, or streamed: a row-local VCU op (elementwise, last-axis reduction,
-    softmax, LayerNorm) feeding only row-local VCU ops or GEMM partitions (which quantize row by row), or a
-    GEMM partition feeding only elementwise ops (its output tiles are consumed as they are stored). Graph
-    inputs and outputs always live in DRAM."""
-    from edgecomp.asic.cost import VECTOR_OPS, _itemsize, _numel
+    softmax, LayerNorm) feeding only row-local VCU ops or the left input of partitions (which quantize row by
+    row), a GEMM partition feeding only elementwise ops (its output tiles are consumed as they are stored), or
+    an attention-product partition feeding only row-local VCU ops (a block of rows is complete, every column,
+    before the next block starts). The right operand of an attention product is quantized per column over all
+    rows, so it is never streamed. Graph inputs and outputs always live in DRAM."""
+    from edgecomp.asic.cost import _itemsize, _numel
 
     def kind(node) -> str | None:
-        if is_partition(node):
-            return "gemm" if datapath_for(specs[node.name][0], cfg) is not None else None
-        return VECTOR_OPS.get(node.op_type)
+        return _kind(node, specs, cfg)
 
     g = graph.graph
     boundary = {v.name for v in g.input} | {v.name for v in g.output}
     producer: dict[str, str | None] = {}
     consumers: dict[str, list] = {}
     for node in g.node:
+        k = kind(node)
         for v in node.output:
-            producer[v] = kind(node)
-        for v in node.input:
-            consumers.setdefault(v, []).append(kind(node))
+            producer[v] = k
+        for j, v in enumerate(node.input):
+            consumers.setdefault(v, []).append("amm_b" if k == "amm" and j == 1 else k)
     keep = set()
     for v, pk in producer.items():
         cons = consumers.get(v, [])
@@ -56,11 +73,65 @@ def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_byte
             continue
         s, dt = shapes[v]
         small = _numel(s) * _itemsize(dt, float_bytes) <= cfg.fuse_bytes
-        streamed = (pk in STREAM and all(c in STREAM or c == "gemm" for c in cons)) or \
-            (pk == "gemm" and all(c in ELEMENTWISE for c in cons))
+        streamed = (pk in STREAM and all(c in STREAM or c in ROW_CONSUMERS for c in cons)) or \
+            (pk == "gemm" and all(c in ELEMENTWISE for c in cons)) or \
+            (pk == "amm" and all(c in STREAM for c in cons))
         if small or streamed:
             keep.add(v)
     return keep
+
+
+def absorbed_layout(graph, specs: dict, cfg: AsicConfig) -> set[str]:
+    """Names of the Transposes an attention-product partition's DMA absorbs (a head split / merge is a strided
+    2-D tile of the [tokens, heads x dim] tensor, docs/asic.md): a Transpose whose input such a partition
+    writes, or whose every reader is such a partition or an elementwise op read only by such partitions."""
+    g = graph.graph
+    kinds = [_kind(n, specs, cfg) for n in g.node]
+    producer = {v: i for i, n in enumerate(g.node) for v in n.output}
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(g.node):
+        for v in n.input:
+            readers.setdefault(v, []).append(i)
+
+    def feeds_amm(v: str, depth: int = 0) -> bool:
+        rs = readers.get(v, [])
+        return bool(rs) and all(kinds[r] == "amm" or (depth == 0 and kinds[r] in ELEMENTWISE
+                                                      and feeds_amm(g.node[r].output[0], 1)) for r in rs)
+
+    out = set()
+    for n in g.node:
+        if n.op_type != "Transpose":
+            continue
+        p = producer.get(n.input[0])
+        if (p is not None and kinds[p] == "amm") or feeds_amm(n.output[0]):
+            out.add(n.name)
+    return out
+
+
+def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, fused: set) -> tuple[dict, object]:
+    """(cost-report row, summed Stats) of one partition on datapath ``dp``."""
+    from edgecomp.asic.sim import Stats
+
+    s = spec.as_fp16() if dp.weight_bits == 16 else spec
+    t = codegen.layer_tiling(s, M, dp, cfg)
+    io = ((codegen.X, node.input[0]), (codegen.XB, node.input[1]), (codegen.Y, node.output[0])) \
+        if s.kind == "matmul" else ((codegen.X, node.input[0]), (codegen.Y, node.output[0]))
+    on_chip = frozenset({i for i, v in io if v in fused} | set(codegen.on_chip_tensors(s)))
+    one = Simulator(cfg, dp, functional=False).run(codegen.build_program(s, t), {}, codegen.tensor_bits(s), on_chip)
+    st = Stats()
+    for _ in range(s.batch):
+        st.add(one)
+    b_bits = (16 if dp.weight_bits == 16 else 32) if codegen.XB not in on_chip else 0
+    roof = roofline(M, s.K, s.N, b_bits if s.kind == "matmul" else s.wbits, dp.act_bits, dp, cfg,
+                    codegen.X not in on_chip, codegen.Y not in on_chip)
+    peak = cfg.rows * cfg.cols * dp.macs_per_pe
+    row = {"name": node.name, "kind": s.kind, "unit": "mmu", "datapath": dp.name,
+           "shape": [M, s.K, s.N], "batch": s.batch, "tiling": t.to_dict(), "cycles": st.cycles,
+           "busy_cycles": st.busy, "macs": st.macs, "dram_bytes": st.dram_bytes,
+           "energy_pj": st.energy.total, "mmu_utilization": st.macs / (st.cycles * peak),
+           "roofline_cycles": roof["bound_cycles"] * s.batch, "roofline_bound": roof["bound"],
+           "fused_io": sorted(codegen.TENSOR_NAMES[i] for i in on_chip)}
+    return row, st
 
 
 def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
@@ -68,6 +139,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
     float_bytes = 2 if fp16 else 4
     mmu_float = cfg.datapath_named(cfg.gemm_datapath) if fp16 else None
     fused = on_chip_values(graph, specs, shapes, cfg, float_bytes)
+    absorbed = absorbed_layout(graph, specs, cfg)
     rows, host_ops, used = [], [], set()
     total = Energy()
     busy = {"dma": 0.0, "mmu": 0.0, "vcu": 0.0}
@@ -78,25 +150,14 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
             spec, M = specs[node.name]
             dp = datapath_for(spec, cfg)
             if dp is None:
-                host_ops.append({"name": node.name, "op": "Gemm partition", "why": "no datapath for "
+                host_ops.append({"name": node.name, "op": "MatMulQ partition" if spec.kind == "matmul"
+                                 else "Gemm partition", "why": "no datapath for "
                                  f"W{spec.wbits}A{8 if spec.qmax > 7 else 4} in this configuration",
-                                 "flops": 2.0 * M * spec.K * spec.N})
+                                 "flops": 2.0 * M * spec.K * spec.N * spec.batch})
                 continue
             used.add(dp.name)
-            s = spec.as_fp16() if dp.weight_bits == 16 else spec
-            t = codegen.tiling(M, s.K, s.N, s.G, s.wbits, dp.act_bits, dp, cfg)
-            on_chip = frozenset(i for i, v in ((codegen.X, node.input[0]), (codegen.Y, node.output[0])) if v in fused)
-            st = Simulator(cfg, dp, functional=False).run(codegen.program(s, t), {}, codegen.tensor_bits(s),
-                                                         on_chip)
-            roof = roofline(M, s.K, s.N, s.wbits, dp.act_bits, dp, cfg, codegen.X not in on_chip,
-                            codegen.Y not in on_chip)
-            peak = cfg.rows * cfg.cols * dp.macs_per_pe
-            rows.append({"name": node.name, "kind": "gemm", "unit": "mmu", "datapath": dp.name,
-                         "shape": [M, s.K, s.N], "tiling": t.to_dict(), "cycles": st.cycles,
-                         "busy_cycles": st.busy, "macs": st.macs, "dram_bytes": st.dram_bytes,
-                         "energy_pj": st.energy.total, "mmu_utilization": st.macs / (st.cycles * peak),
-                         "roofline_cycles": roof["bound_cycles"], "roofline_bound": roof["bound"],
-                         "fused_io": sorted(codegen.TENSOR_NAMES[i] for i in on_chip)})
+            row, st = _partition_row(node, spec, M, dp, cfg, fused)
+            rows.append(row)
             cycles += st.cycles
             gemm_cycles += st.cycles
             macs += st.macs
@@ -104,6 +165,8 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
             total.add(st.energy)
             for k in busy:
                 busy[k] += st.busy[k]
+            continue
+        if node.name in absorbed:  # strided DMA of the attention partition next to it
             continue
         c = vector_op(node, shapes, cfg, lambda v: v in fused, float_bytes, mmu_float)
         if c.unit == "host":
@@ -122,8 +185,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
     leakage_pj = cfg.leakage_mw * 1e-3 * seconds * 1e12
     by_kind: dict[str, float] = {}
     for r in rows:
-        key = "gemm" if r["kind"] == "gemm" else r["kind"]
-        by_kind[key] = by_kind.get(key, 0.0) + r["cycles"]
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0.0) + r["cycles"]
     peak_any = max((cfg.rows * cfg.cols * d.macs_per_pe for d in cfg.datapaths if d.name in used), default=1)
     return {
         "config": {"gemm_datapath": cfg.gemm_datapath, "datapaths_used": sorted(used),
@@ -135,7 +197,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
         "dram_bytes": dram, "gemm_macs": macs,
         "mmu_utilization": macs / (gemm_cycles * peak_any) if gemm_cycles else 0.0,
         "busy_cycles": busy, "cycles_by_op": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
-        "fused_values": len(fused), "area_mm2": area(cfg, used),
+        "fused_values": len(fused), "absorbed_transposes": len(absorbed), "area_mm2": area(cfg, used),
         "layers": rows, "host_ops": host_ops,
     }
 
@@ -151,10 +213,12 @@ def area(cfg: AsicConfig, used: set[str]) -> dict:
 
 def scalesim_topology(report: dict) -> str:
     """The report's GEMM layers as a SCALE-Sim topology CSV (GEMM form: Layer, M, N, K; SCALE-Sim v2's
-    ``--gemm`` topology: M = rows of the activation, N = output channels, K = reduction)."""
+    ``--gemm`` topology: M = rows of the activation, N = output channels, K = reduction). An attention product
+    gives one row per leading index (``name#h<i>``)."""
     lines = ["Layer, M, N, K,"]
     for r in report["layers"]:
-        if r["kind"] == "gemm":
+        if r["kind"] in ("gemm", "matmul"):
             M, K, N = r["shape"]
-            lines.append(f"{r['name']}, {M}, {N}, {K},")
+            names = [r["name"]] if r["kind"] == "gemm" else [f"{r['name']}#h{h}" for h in range(r["batch"])]
+            lines += [f"{name}, {M}, {N}, {K}," for name in names]
     return "\n".join(lines) + "\n"

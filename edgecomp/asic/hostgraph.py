@@ -3,8 +3,8 @@
 The host graph (``partition.partition``) keeps the original node order, which is topological. Maximal runs of
 host nodes between two partitions become one onnxruntime session each (a *segment*); a partition is a call
 ``gemm(name, x) -> y``. Segment inputs are typed from the graph inputs, from earlier segments' outputs and
-from partitions (float32). ``trace=True`` also returns every value's shape and dtype (the cost model's op
-sizes) from one run.
+from partitions (float32); a partition with two inputs (``MatMulQ``) is called ``gemm(name, a, b)``.
+``trace=True`` also returns every value's shape and dtype (the cost model's op sizes) from one run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Segment:
 @dataclass(frozen=True)
 class Call:
     name: str  # partition (layer) name
-    x: str
+    inputs: tuple[str, ...]  # x (Gemm) or a, b (MatMulQ)
     out: str
 
 
@@ -66,7 +66,7 @@ def plan(graph: onnx.ModelProto) -> list:
     for i, n in enumerate(g.node):
         if is_partition(n):
             close()
-            steps.append(Call(n.name, n.input[0], n.output[0]))
+            steps.append(Call(n.name, tuple(n.input), n.output[0]))
         else:
             run.append((i, n))
     close()
@@ -74,7 +74,7 @@ def plan(graph: onnx.ModelProto) -> list:
 
 
 class HostGraph:
-    """``HostGraph(graph)(feeds, gemm) -> list of graph outputs``; ``gemm(name, x) -> y`` runs a partition."""
+    """``HostGraph(graph)(feeds, gemm) -> list of graph outputs``; ``gemm(name, *inputs) -> y`` runs a partition."""
 
     def __init__(self, graph: onnx.ModelProto, threads: int = 1, trace: bool = False):
         import onnxruntime as ort
@@ -106,12 +106,12 @@ class HostGraph:
                 types[o.name] = _ORT_TYPES[o.type]
             self.sessions.append((sess, outs))
 
-    def __call__(self, feeds: dict, gemm: Callable[[str, np.ndarray], np.ndarray],
+    def __call__(self, feeds: dict, gemm: Callable[..., np.ndarray],
                  shapes: dict | None = None) -> list[np.ndarray]:
         env = dict(feeds)
         for step, sess in zip(self.steps, self.sessions, strict=True):
             if isinstance(step, Call):
-                env[step.out] = gemm(step.name, env[step.x])
+                env[step.out] = gemm(step.name, *(env[v] for v in step.inputs))
                 continue
             s, outs = sess
             vals = s.run(outs, {v: env[v] for v in step.inputs})

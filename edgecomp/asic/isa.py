@@ -82,12 +82,12 @@ class Store(Instruction):
 class VQuant(Instruction):
     """VCU per-token quantize of ACT/``src`` (fp32 rows x K) into rows ``row:row+rows`` of: codes ACT/``dst``,
     scales ACT/``dst+1``, per-group row sums of the codes (groups of ``group``) ACT/``dst+2``. Codes in
-    [-qmax, qmax]; ``row`` = 0 starts a new block."""
+    [-qmax, qmax], or [0, qmax] when ``unsigned`` (softmax probabilities); ``row`` = 0 starts a new block."""
 
     OPCODE: ClassVar[int] = 0x10
     UNIT: ClassVar[Unit] = Unit.VCU
     FIELDS: ClassVar = (("src", 6), ("dst", 6), ("qmax", 8), ("group", 16), ("row", 16), ("rows", 16),
-                        ("k", 16))
+                        ("k", 16), ("unsigned", 1))
     src: int
     dst: int
     qmax: int
@@ -95,6 +95,7 @@ class VQuant(Instruction):
     row: int
     rows: int
     k: int
+    unsigned: int = 0
 
 
 @dataclass(frozen=True)

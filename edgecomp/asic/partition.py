@@ -20,6 +20,7 @@ from edgecomp.tvm import int_fusion as F
 
 DOMAIN = "edgecomp.asic"
 OP = "Gemm"
+OP_MATMUL = "MatMulQ"
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,28 @@ class GemmLayer:
 
 
 @dataclass(frozen=True)
+class MatMulLayer:
+    """One activation x activation partition (an attention product, ``edgecomp.asic.attention``):
+    ``y = (qa @ qb) * sb[col] * sa[row]`` for a [..., M, K] (``a``) and b [..., K, N] (``b``), same leading dims.
+
+    qa: a quantized per row (last axis) to [-qmax_a, qmax_a], or [0, qmax_a] when ``unsigned_a``; qb: b quantized
+    per column (axis -2) to [-qmax_b, qmax_b]. ``out``: the value written ([..., M, N])."""
+
+    name: str
+    a: str
+    b: str
+    out: str
+    qmax_a: int
+    unsigned_a: bool
+    qmax_b: int
+
+
+@dataclass(frozen=True)
 class Partitioned:
-    graph: onnx.ModelProto  # host graph with one edgecomp.asic.Gemm node per layer
+    graph: onnx.ModelProto  # host graph with one edgecomp.asic.Gemm / MatMulQ node per partition
     layers: tuple[GemmLayer, ...]
     skipped: dict  # node name -> why a quantized-looking layer stays on the host
+    matmuls: tuple[MatMulLayer, ...] = ()
 
 
 def partition(model: onnx.ModelProto) -> Partitioned:
@@ -98,8 +117,30 @@ def partition(model: onnx.ModelProto) -> Partitioned:
             removed.update(layer.removed)
             insert.setdefault(max(layer.removed) + 1, []).append(
                 helper.make_node(OP, [fq.x], [layer.out], name=name, domain=DOMAIN))
+    matmuls = []
+    for mi in range(len(G.g.node)):
+        mm = _act_matmul(G, mi)
+        if mm is not None:
+            matmuls.append(mm)
+            removed.add(mi)
+            insert.setdefault(mi + 1, []).append(
+                helper.make_node(OP_MATMUL, [mm.a, mm.b], [mm.out], name=mm.name, domain=DOMAIN))
     out = F.splice(model, insert, removed, [], DOMAIN)
-    return Partitioned(out, tuple(layers), skipped)
+    return Partitioned(out, tuple(layers), skipped, tuple(matmuls))
+
+
+def _act_matmul(G, i: int) -> MatMulLayer | None:
+    """A MatMul of two fake-quantized activations: rows of the left, columns of the right operand
+    (``edgecomp.asic.attention``'s chains); the right one signed."""
+    from edgecomp.asic.attention import match
+
+    node = G.g.node[i]
+    if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
+        return None
+    a, b = match(G, node.input[0], -1), match(G, node.input[1], -2)
+    if a is None or b is None or b.unsigned:
+        return None
+    return MatMulLayer(node.name or f"#{i}", a.x, b.x, node.output[0], a.qmax, a.unsigned, b.qmax)
 
 
 def _lognp_decoded(G, div_index: int):
@@ -127,4 +168,9 @@ def _lognp_decoded(G, div_index: int):
 
 
 def is_partition(node) -> bool:
-    return node.domain == DOMAIN and node.op_type == OP
+    return node.domain == DOMAIN and node.op_type in (OP, OP_MATMUL)
+
+
+def is_matmul(node) -> bool:
+    """An activation x activation partition (two inputs: a, b)."""
+    return node.domain == DOMAIN and node.op_type == OP_MATMUL

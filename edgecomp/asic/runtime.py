@@ -5,7 +5,9 @@ its program's DRAM tensor X, the simulator runs the program, Y comes back. With 
 ``GemmLayer`` records from partitioning the quantized ONNX again) partitions run through
 ``reference.gemm`` instead: the independent integer reference the simulator must match bit for bit. A
 partition with no datapath in this configuration runs that reference on the host CPU (and the build
-report lists it). ``SimRunner(artifact_dir, inputs)`` is the runner ``Artifact.load_runner`` returns.
+report lists it). An activation x activation partition (``MatMulQ``: a, b) runs its program once per leading
+index (batch x heads) with a's rows in X and bᵀ in XB; its stats are the sum of those runs.
+``SimRunner(artifact_dir, inputs)`` is the runner ``Artifact.load_runner`` returns.
 """
 
 from __future__ import annotations
@@ -34,25 +36,58 @@ class Executor:
         self.stats: dict[str, Stats] = {}  # per partition, from the last run (when timing)
         self.timing = timing
 
-    def gemm(self, name: str, x: np.ndarray) -> np.ndarray:
+    def gemm(self, name: str, *xs: np.ndarray) -> np.ndarray:
         i, meta = self.metas[name]
         spec = codegen.LayerSpec(**meta["spec"])
+        if spec.kind == "matmul":
+            return self._matmul(i, meta, spec, *xs)
+        x = xs[0]
         if self.layers is not None or meta["datapath"] is None:
             layer = self.layers[name] if self.layers is not None else _layer_from_image(spec, meta, self.images[i])
             return reference.gemm(layer, x)
         M = x.size // spec.K
-        if M != meta["M"]:
-            raise InputError(f"partition {name} was compiled for {meta['M']} rows, got {M}",
-                             hint="asic-sim artifacts have static shapes; feed the shapes the model was built for")
+        self._check_rows(name, meta, M)
         dram = dict(self.images[i])
         dram[codegen.X] = np.ascontiguousarray(x, np.float32).reshape(M, spec.K)
         dram[codegen.Y] = np.zeros((M, spec.N), np.float32)
-        dp = self.cfg.datapath_named(meta["datapath"])
-        sim = Simulator(self.cfg, dp, timing=self.timing)
-        on_chip = frozenset(meta.get("on_chip", ()))
-        self.stats[name] = sim.run(self.programs[i], dram, codegen.tensor_bits(spec), on_chip)
+        self.stats[name] = self._sim(i, meta, spec, dram)
         y = dram[codegen.Y]
         return y if meta["flat"] else y.reshape(*x.shape[:-1], spec.N)
+
+    def _matmul(self, i: int, meta: dict, spec: codegen.LayerSpec, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        name = spec.name
+        if self.layers is not None or meta["datapath"] is None:
+            from edgecomp.asic.partition import MatMulLayer
+
+            layer = self.layers[name] if self.layers is not None else MatMulLayer(
+                name, meta["a"], meta["b"], meta["out"], spec.qmax, spec.unsigned, spec.qmax_b)
+            return reference.matmul(layer, a, b)
+        M, K, N = meta["M"], spec.K, spec.N
+        if a.shape[-2:] != (M, K) or b.shape[-2:] != (K, N) or a.size != spec.batch * M * K or b.size != \
+                spec.batch * K * N:
+            raise InputError(f"partition {name} was compiled for [{spec.batch}, {M}, {K}] x [{spec.batch}, {K}, {N}], "
+                             f"got {list(a.shape)} x {list(b.shape)}",
+                             hint="asic-sim artifacts have static shapes; feed the shapes the model was built for")
+        a3 = np.ascontiguousarray(a, np.float32).reshape(spec.batch, M, K)
+        bt3 = np.swapaxes(np.asarray(b, np.float32).reshape(spec.batch, K, N), 1, 2)
+        y = np.empty((spec.batch, M, N), np.float32)
+        total = Stats()
+        for h in range(spec.batch):
+            dram = {codegen.X: a3[h], codegen.XB: np.ascontiguousarray(bt3[h]), codegen.Y: y[h],
+                    codegen.W: np.zeros((N, K), np.int8), codegen.WS: np.zeros((1, N), np.float32)}
+            total.add(self._sim(i, meta, spec, dram))
+        self.stats[name] = total
+        return y.reshape(*a.shape[:-1], N)
+
+    def _sim(self, i: int, meta: dict, spec: codegen.LayerSpec, dram: dict) -> Stats:
+        sim = Simulator(self.cfg, self.cfg.datapath_named(meta["datapath"]), timing=self.timing)
+        return sim.run(self.programs[i], dram, codegen.tensor_bits(spec), frozenset(meta.get("on_chip", ())))
+
+    @staticmethod
+    def _check_rows(name: str, meta: dict, M: int) -> None:
+        if M != meta["M"]:
+            raise InputError(f"partition {name} was compiled for {meta['M']} rows, got {M}",
+                             hint="asic-sim artifacts have static shapes; feed the shapes the model was built for")
 
     def __call__(self, feeds: dict) -> list[np.ndarray]:
         return self.graph(feeds, self.gemm)
@@ -106,7 +141,8 @@ class SimRunner:
 
             from edgecomp.asic.partition import partition
 
-            layers = partition(onnx.load(str(Path(path) / "model.onnx"))).layers
+            P = partition(onnx.load(str(Path(path) / "model.onnx")))
+            layers = (*P.layers, *P.matmuls)
         self.executor = Executor(host, metas, programs, images, AsicConfig.from_table(asic_table), layers=layers)
 
     def prepare(self, feeds: Feeds) -> dict:

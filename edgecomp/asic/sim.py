@@ -37,6 +37,17 @@ class Stats:
     instructions: int = 0
     energy: Energy = field(default_factory=Energy)
 
+    def add(self, other: Stats) -> None:
+        """Accumulate a run that follows this one (programs run back to back)."""
+        self.cycles += other.cycles
+        for k, v in other.busy.items():
+            self.busy[k] += v
+        self.macs += other.macs
+        self.dram_bytes += other.dram_bytes
+        self.lane_ops += other.lane_ops
+        self.instructions += other.instructions
+        self.energy.add(other.energy)
+
     def to_dict(self) -> dict:
         return {"cycles": self.cycles, "busy_cycles": dict(self.busy), "macs": self.macs,
                 "dram_bytes": self.dram_bytes, "vcu_lane_ops": self.lane_ops, "instructions": self.instructions,
@@ -85,6 +96,7 @@ class Simulator:
         stats = Stats()
         unit_free = {u: 0.0 for u in isa.Unit}
         ready: dict = {}  # slot -> cycle its last write completes
+        stored: dict = {}  # DRAM tensor id -> cycle its last STORE completes (a LOAD of it waits: RAW through DRAM)
         last_use: dict = {}  # slot -> cycle its last read or write completes
         names = {isa.Unit.DMA: "dma", isa.Unit.DMA_OUT: "dma", isa.Unit.MMU: "mmu", isa.Unit.VCU: "vcu"}
         for ins in program:
@@ -96,9 +108,13 @@ class Simulator:
             c = instruction_cost(ins, self.cfg, self.dp, bits, on_chip)
             start = max([unit_free[ins.UNIT]] + [ready.get(s, 0.0) for s in reads]
                         + [last_use.get(s, 0.0) for s in writes])
+            if isinstance(ins, isa.Load):
+                start = max(start, stored.get(ins.tensor, 0.0))
             end = start + c.busy
             unit_free[ins.UNIT] = end
             done = end + c.latency
+            if isinstance(ins, isa.Store):
+                stored[ins.tensor] = done
             for s in writes:
                 ready[s] = done
                 last_use[s] = done
@@ -126,12 +142,16 @@ class Simulator:
         sram[(ins.buf, ins.slot)] = tile
 
     def _store(self, ins: isa.Store, sram, dram):
-        dram[ins.tensor][ins.row:ins.row + ins.rows, ins.col:ins.col + ins.cols] = sram[(ins.buf, ins.slot)]
+        a = sram[(ins.buf, ins.slot)]
+        a = a.whole() if isinstance(a, _Rows) else a
+        # NOTE: a slot is contiguous rows; a [N, 1] column of scales stores as the [1, N] row it is in memory.
+        dram[ins.tensor][ins.row:ins.row + ins.rows, ins.col:ins.col + ins.cols] = a.reshape(ins.rows, ins.cols)
 
     def _vquant(self, ins: isa.VQuant, sram, dram):
         x = sram[(isa.Buf.ACT, ins.src)]
         s = np.maximum(np.max(np.abs(x), axis=-1, keepdims=True) / np.float32(ins.qmax), EPS)
-        q = np.clip(np.rint(x / s), -ins.qmax, ins.qmax).astype(np.int8)
+        lo, dtype = (0, np.int16) if ins.unsigned else (-ins.qmax, np.int8)  # unsigned: codes up to 255
+        q = np.clip(np.rint(x / s), lo, ins.qmax).astype(dtype)
         sums = q.reshape(q.shape[0], ins.k // ins.group, ins.group).sum(axis=-1, dtype=np.int32)
         for off, a in enumerate((q, s, sums)):
             sram.setdefault((isa.Buf.ACT, ins.dst + off), _Rows()).write(ins.row, a)

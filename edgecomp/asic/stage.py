@@ -1,5 +1,9 @@
 """The lower stage for a target with the ``asic_isa`` capability: ONNX -> accelerator programs (``build.py``).
 
+With ``[asic] attention = "int8"`` (the default) the attention products' operands are fake-quantized first
+(``attention.quantize_attention``) and that graph becomes the artifact's ``model.onnx``: the accelerator runs
+them on the MMU, and onnxruntime on ``model.onnx`` computes the same quantized attention.
+
 The check is stricter than TVM lowering's: the simulator's outputs must equal the numpy integer reference's
 bit for bit on ``lower.check_samples`` calibration feeds; the report also gives the simulated outputs'
 relative L2 error against onnxruntime on the fake-quant graph (float rounding differences only).
@@ -10,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecomp import onnx_tools
+from edgecomp.asic.attention import quantize_attention
 from edgecomp.asic.build import compile_asic
 from edgecomp.config import LowerConfig
 from edgecomp.model import Model, StageReport
@@ -20,11 +25,15 @@ NAME = "lower"
 
 def lower_asic(model: Model, cfg: LowerConfig, target: Target) -> Model:
     feeds = list(model.calibration[: max(1, cfg.check_samples)])
-    compiled, summary = compile_asic(model.payload, feeds, target.asic)
-    compiled.onnx = model.payload
+    graph, n_attention = model.payload, 0
+    if _cfg(target).attention == "int8":  # the MMU runs the attention products: quantize their operands
+        graph, n_attention = quantize_attention(model.payload)
+    compiled, summary = compile_asic(graph, feeds, target.asic)
+    compiled.onnx = graph  # model.onnx: the fake-quant graph the simulator computes, attention included
+    summary["attention"] = {"mode": _cfg(target).attention, "quantized": n_attention}
     from edgecomp.asic.runtime import Executor
 
-    sess = onnx_tools.session(model.payload)
+    sess = onnx_tools.session(graph)
     sim = Executor(compiled.host, compiled.layers, compiled.programs, compiled.images,
                    _cfg(target))
     errs = []

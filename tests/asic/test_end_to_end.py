@@ -32,6 +32,8 @@ def test_run_is_bit_exact_against_the_integer_reference(vit_w4a4):
         assert np.array_equal(sim.view(np.uint32), ref(f)[0].view(np.uint32))
     lower = next(s for s in art.report()["stages"] if s["stage"] == "lower")
     assert lower["bit_exact_vs_reference"] and lower["on_accelerator"] == lower["partitions"] == 37
+    # 6 blocks: QKᵀ and P·V of each run as integer products on the MMU (model.onnx holds their fake-quant)
+    assert lower["attention"] == {"mode": "int8", "quantized": 6} and lower["attention_on_accelerator"] == 12
     assert lower["vs_onnxruntime_rel_l2"] < 1e-4  # float rounding only, against the fake-quant graph
     assert "Conv" in lower["host_ops"]  # the patch embedding has no accelerator support: listed
 
@@ -79,6 +81,7 @@ def test_partition_without_a_datapath_falls_back_to_the_host(vit_w4a4):
     feed = art.example_inputs()
     compiled, summary = compile_asic(model, [feed], table)
     assert summary["on_accelerator"] == 0 and summary["partitions"] == 37
+    assert summary["attention_on_accelerator"] == 12  # int8 x int8: the W8A8 datapath is still there
     assert sum(h["op"] == "Gemm partition" for h in compiled.cost["host_ops"]) == 37
     assert all("no datapath for W4A4" in h["why"] for h in compiled.cost["host_ops"] if h["op"] == "Gemm partition")
     host = Executor(compiled.host, compiled.layers, compiled.programs, compiled.images, AsicConfig.from_table(table))
@@ -100,6 +103,8 @@ def test_scalesim_topology_and_fusion(vit_w4a4):
     fc1 = next(r for r in rows if r[0] == "/blocks.0/mlp/fc1/MatMulNBits")
     assert fc1[1:] == ["50", "576", "192,"]  # M tokens, N outputs, K inputs
     cost = json.loads((art.path / "asic" / "cost.json").read_text())
-    assert len(rows) == 37 == sum(r["kind"] == "gemm" for r in cost["layers"])
+    gemm_rows = [r for r in rows if "#h" not in r[0]]  # attention products: one row per head, name#h<i>
+    assert len(gemm_rows) == 37 == sum(r["kind"] == "gemm" for r in cost["layers"])
+    assert len(rows) - len(gemm_rows) == sum(r["batch"] for r in cost["layers"] if r["kind"] == "matmul") > 0
     erf = next(r for r in cost["layers"] if r["kind"] == "Erf" and "blocks.0" in r["name"])
     assert erf["dram_bytes"] == 0
