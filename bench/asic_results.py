@@ -10,12 +10,20 @@ bench`` (simulated latency / energy / DRAM / utilization from the committed cost
 (quality through the simulator). The FP16 row re-costs the W8A8 artifact's partitions and host graph on the
 fp16 datapath (``edgecomp.asic.bench.simulate(..., datapath="fp16")``): cost only; its quality is the fp32
 model's (the fp16 datapath is not simulated functionally). One JSON per row in bench/results/asic/.
+
+The artifacts run attention as int8 products on the MMU (``[asic] attention = "int8"``, docs/asic.md). For the
+accuracy effect, models with a top-1 task also get onnxruntime's metric on the same n for the artifact's
+fake-quant graph (``model.onnx``, int8 attention) and for that graph with the attention fake-quant removed
+(``edgecomp.asic.attention.strip_attention``: the quantized model with fp32 attention). W4A4 rows also carry a
+cost-only what-if, ``what_if_16bit_activations``: the same programs with activations moved as 16-bit values
+(the functional model keeps fp32 between layers, so this is not simulated bit-exactly).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +36,7 @@ MODELS = ("vit-s16", "vit-fmnist", "minilm-l6")
 SCHEMES = ("w8a8", "w4a8", "w4a4")
 BEGIN, END = "<!-- asic-results:begin -->", "<!-- asic-results:end -->"
 KEEP = ("latency_ms", "cycles", "throughput_per_s", "energy_uj", "energy_breakdown_uj", "dram_bytes", "gemm_macs",
-        "mmu_utilization", "busy_cycles", "cycles_by_op", "area_mm2", "config", "host_ops")
+        "mmu_utilization", "busy_cycles", "cycles_by_op", "cycles_by_bound", "area_mm2", "config", "host_ops")
 
 
 def edgecomp(*args: str) -> None:
@@ -55,7 +63,32 @@ def quality(model: str, art: Path, limit: int | None, fp16: bool = False) -> dic
     edgecomp("eval", str(art), "--no-reference", "--json", str(out), *(["--limit", str(limit)] if limit else []))
     ev = json.loads(out.read_text())
     out.unlink()
-    return {"metric": ev["metric"], "value": ev["value"], "n": ev["n"], "source": "edgecomp eval (simulator)"}
+    rec = {"metric": ev["metric"], "value": ev["value"], "n": ev["n"], "source": "edgecomp eval (simulator)"}
+    if ev["metric"] == "top1":
+        rec.update(onnxruntime_metrics(art, limit))
+    return rec
+
+
+def onnxruntime_metrics(art: Path, limit: int | None) -> dict:
+    """onnxruntime's metric for the artifact's fake-quant graph and for it with fp32 attention (same data)."""
+    import onnx
+
+    from edgecomp import api, onnx_tools
+    from edgecomp.artifact import Artifact
+    from edgecomp.asic.attention import strip_attention
+
+    a = Artifact.open(art)
+    graph = onnx.load(str(art / "model.onnx"))
+    out = {}
+    for key, g in (("fake_quant_graph", graph), ("fp32_attention", strip_attention(graph))):
+        sess = onnx_tools.session(g)
+
+        def engine(feeds, sess=sess):
+            return onnx_tools.run(sess, {s.name: s.check(feeds[s.name]) for s in a.inputs})
+
+        ev = api._evaluate(engine, None, a.inputs, a.name, a.manifest["task"], limit, "onnxruntime")
+        out[key] = {"value": ev["value"], "n": ev["n"]}
+    return out
 
 
 def logits_error(art: Path, fp16: bool) -> dict:
@@ -83,11 +116,16 @@ def logits_error(art: Path, fp16: bool) -> dict:
 def run(model: str, scheme: str, build_dir: Path, limit: int | None, skip_done: bool) -> None:
     from edgecomp.artifact import Artifact
     from edgecomp.asic.bench import simulate
+    from edgecomp.targets import load_target
 
     art = build_dir / f"{model}-{scheme}"
     rows = [(scheme, "auto")] + ([("fp16", "fp16")] if scheme == "w8a8" else [])
     if skip_done and all((RESULTS / f"{model}-{c}.json").exists() for c, _ in rows):
         return
+    stale = (art / "manifest.json").exists() and Artifact.open(art).manifest["target"]["asic"] != \
+        load_target("asic-sim").asic
+    if stale:
+        shutil.rmtree(art)  # built for another accelerator configuration (e.g. before attention ran on the MMU)
     if not (art / "manifest.json").exists():
         edgecomp("build", model, "--quant", scheme, "--quant-method", "rtn", "--target", "asic-sim", "-o", str(art))
     a = Artifact.open(art)
@@ -102,9 +140,13 @@ def run(model: str, scheme: str, build_dir: Path, limit: int | None, skip_done: 
             sim = simulate(art, a.example_inputs(), a.manifest["target"]["asic"], datapath)
         rec = {"model": model, "config": config, "built_as": f"{scheme} rtn", "artifact": str(art),
                "simulated": summary(sim), "quality": quality(model, art, limit, fp16=config == "fp16"),
+               "attention": lower.get("attention", {"mode": "fp32", "quantized": 0}),
                "bit_exact_vs_integer_reference": lower["bit_exact_vs_reference"] if config != "fp16" else None,
                "sim_vs_onnxruntime_rel_l2": lower["vs_onnxruntime_rel_l2"] if config != "fp16" else None,
                "command": f"python bench/asic_results.py --models {model}"}
+        if config == "w4a4":
+            rec["what_if_16bit_activations"] = summary(simulate(art, a.example_inputs(), a.manifest["target"]["asic"],
+                                                                act_bits=16))
         (RESULTS / f"{model}-{config}.json").write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
         print(f"{model} {config}: {sim['latency_ms']:.3f} ms (simulated), {sim['energy_uj']:.1f} uJ", flush=True)
 
@@ -114,7 +156,7 @@ CONFIGS = ("fp16", "w8a8", "w4a8", "w4a4")
 
 def table() -> str:
     lines = ["| model | config | latency ms | vs FP16 | energy uJ | DRAM MB | MMU util | MMU / VCU / DMA busy ms "
-             "| area mm² | quality |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| time bound by DMA / MMU / VCU | area mm² | quality |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in MODELS:
         recs = {c: json.loads(p.read_text()) for c in CONFIGS if (p := RESULTS / f"{model}-{c}.json").exists()}
         base = recs.get("fp16", {}).get("simulated", {}).get("latency_ms")
@@ -123,10 +165,15 @@ def table() -> str:
             u = s["by_unit_ms"]
             fp32 = ", fp32 model" if c == "fp16" else ""
             qv = "–" if q["value"] is None else f"{q['metric']} {q['value']:.4g} (n={q['n']}{fp32})"
+            if "fp32_attention" in q:
+                qv += f"; fp32 attention {q['fp32_attention']['value']:.4g}"
+            b = s.get("cycles_by_bound")
+            bound = " / ".join(f"{b[k] / s['cycles']:.0%}" for k in ("dma", "mmu", "vcu")) if b else "–"
             speed = f"{base / s['latency_ms']:.2f}x" if base else "–"
             lines.append(f"| {model} | {c.upper()} | {s['latency_ms']:.3f} | {speed} | {s['energy_uj']:.1f} | "
                          f"{s['dram_bytes'] / 1e6:.2f} | {s['mmu_utilization']:.0%} | "
-                         f"{u['mmu']:.3f} / {u['vcu']:.3f} / {u['dma']:.3f} | {s['area_mm2']['total']:.2f} | {qv} |")
+                         f"{u['mmu']:.3f} / {u['vcu']:.3f} / {u['dma']:.3f} | {bound} | {s['area_mm2']['total']:.2f} | "
+                         f"{qv} |")
     note = "Regenerate: `python bench/asic_results.py` (one JSON per row in bench/results/asic/)."
     return "\n".join(lines) + "\n\n" + note + "\n"
 

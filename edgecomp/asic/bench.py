@@ -17,16 +17,17 @@ from edgecomp.asic.runtime import Executor, load
 from edgecomp.errors import NumericsError
 
 
-def simulate(path, feeds: dict, asic_table: dict, datapath: str = "auto") -> dict:
-    """The simulated cost report of the artifact at ``path`` on ``feeds``."""
+def simulate(path, feeds: dict, asic_table: dict, datapath: str = "auto", act_bits: int | None = None) -> dict:
+    """The simulated cost report of the artifact at ``path`` on ``feeds`` (``act_bits``: estimate.estimate's
+    cost-only what-if)."""
     host, metas, programs, images = load(path)
     cfg = AsicConfig.from_table(asic_table)
     ex = Executor(host, metas, programs, images, cfg, timing=True)
     shapes: dict = {}
     HostGraph(host, trace=True)(feeds, ex.gemm, shapes)
     specs = {m["spec"]["name"]: (codegen.LayerSpec(**m["spec"]), m["M"]) for m in metas}
-    report = estimate(host, specs, shapes, cfg.with_datapath(datapath))
-    if datapath == "auto":
+    report = estimate(host, specs, shapes, cfg.with_datapath(datapath), act_bits)
+    if datapath == "auto" and act_bits is None:
         est = {r["name"]: r["cycles"] for r in report["layers"] if r["kind"] in ("gemm", "matmul")}
         ran = {name: st.cycles for name, st in ex.stats.items()}
         if est != ran:

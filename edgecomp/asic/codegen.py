@@ -222,7 +222,8 @@ def on_chip_tensors(layer: LayerSpec) -> tuple[int, ...]:
     return (W, WS) if layer.kind == "matmul" else ()
 
 
-def tensor_bits(layer: LayerSpec) -> tuple[int, ...]:
-    """Element bits of each tensor id in DRAM (X, Y, XB: fp32, fp16 on the fp16 datapath)."""
-    act = 16 if layer.wbits == 16 else 32
+def tensor_bits(layer: LayerSpec, act_bits: int | None = None) -> tuple[int, ...]:
+    """Element bits of each tensor id in DRAM (X, Y, XB: fp32, fp16 on the fp16 datapath; ``act_bits``
+    overrides that for a cost-only what-if)."""
+    act = act_bits or (16 if layer.wbits == 16 else 32)
     return (act, layer.wbits, 32, layer.wbits, 32, act, act)

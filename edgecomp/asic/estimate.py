@@ -108,7 +108,8 @@ def absorbed_layout(graph, specs: dict, cfg: AsicConfig) -> set[str]:
     return out
 
 
-def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, fused: set) -> tuple[dict, object]:
+def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, fused: set,
+                   act_bits: int | None = None) -> tuple[dict, object]:
     """(cost-report row, summed Stats) of one partition on datapath ``dp``."""
     from edgecomp.asic.sim import Stats
 
@@ -117,7 +118,8 @@ def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, f
     io = ((codegen.X, node.input[0]), (codegen.XB, node.input[1]), (codegen.Y, node.output[0])) \
         if s.kind == "matmul" else ((codegen.X, node.input[0]), (codegen.Y, node.output[0]))
     on_chip = frozenset({i for i, v in io if v in fused} | set(codegen.on_chip_tensors(s)))
-    one = Simulator(cfg, dp, functional=False).run(codegen.build_program(s, t), {}, codegen.tensor_bits(s), on_chip)
+    bits = codegen.tensor_bits(s, act_bits)
+    one = Simulator(cfg, dp, functional=False).run(codegen.build_program(s, t), {}, bits, on_chip)
     st = Stats()
     for _ in range(s.batch):
         st.add(one)
@@ -134,9 +136,11 @@ def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, f
     return row, st
 
 
-def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
+def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | None = None) -> dict:
+    """The cost report (module docstring). ``act_bits``: a cost-only what-if width of activations in DRAM and
+    SRAM copies (default 32, 16 on the fp16 datapath); the functional simulator keeps fp32."""
     fp16 = cfg.gemm_datapath != "auto" and cfg.datapath_named(cfg.gemm_datapath).weight_bits == 16
-    float_bytes = 2 if fp16 else 4
+    float_bytes = act_bits // 8 if act_bits else 2 if fp16 else 4
     mmu_float = cfg.datapath_named(cfg.gemm_datapath) if fp16 else None
     fused = on_chip_values(graph, specs, shapes, cfg, float_bytes)
     absorbed = absorbed_layout(graph, specs, cfg)
@@ -156,7 +160,8 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
                                  "flops": 2.0 * M * spec.K * spec.N * spec.batch})
                 continue
             used.add(dp.name)
-            row, st = _partition_row(node, spec, M, dp, cfg, fused)
+            row, st = _partition_row(node, spec, M, dp, cfg, fused, act_bits)
+            row["bound"] = max(st.busy, key=st.busy.get)
             rows.append(row)
             cycles += st.cycles
             gemm_cycles += st.cycles
@@ -175,8 +180,10 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
             continue
         if c.unit == "free":
             continue
+        dma_bound = c.unit == "layout" or c.dram_bytes / cfg.dram_bytes_per_cycle >= c.cycles * (1 - 1e-9)
         rows.append({"name": node.name, "kind": node.op_type, "unit": c.unit, "cycles": c.cycles,
-                     "dram_bytes": c.dram_bytes, "energy_pj": c.energy.total, "vcu_lane_ops": c.lane_ops})
+                     "dram_bytes": c.dram_bytes, "energy_pj": c.energy.total, "vcu_lane_ops": c.lane_ops,
+                     "bound": "dma" if dma_bound else c.unit})
         cycles += c.cycles
         dram += c.dram_bytes
         total.add(c.energy)
@@ -184,8 +191,10 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
     seconds = cycles / (cfg.clock_ghz * 1e9)
     leakage_pj = cfg.leakage_mw * 1e-3 * seconds * 1e12
     by_kind: dict[str, float] = {}
+    by_bound = {"dma": 0.0, "mmu": 0.0, "vcu": 0.0}
     for r in rows:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0.0) + r["cycles"]
+        by_bound[r["bound"]] += r["cycles"]
     peak_any = max((cfg.rows * cfg.cols * d.macs_per_pe for d in cfg.datapaths if d.name in used), default=1)
     return {
         "config": {"gemm_datapath": cfg.gemm_datapath, "datapaths_used": sorted(used),
@@ -197,6 +206,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig) -> dict:
         "dram_bytes": dram, "gemm_macs": macs,
         "mmu_utilization": macs / (gemm_cycles * peak_any) if gemm_cycles else 0.0,
         "busy_cycles": busy, "cycles_by_op": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+        "cycles_by_bound": by_bound,
         "fused_values": len(fused), "absorbed_transposes": len(absorbed), "area_mm2": area(cfg, used),
         "layers": rows, "host_ops": host_ops,
     }
