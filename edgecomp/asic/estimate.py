@@ -28,6 +28,7 @@ STREAM = frozenset({"elementwise", "exp2", "log2", "erf", "reduce", "softmax", "
 ELEMENTWISE = frozenset({"elementwise", "exp2", "log2", "erf"})
 
 
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Unsqueeze", "Squeeze", "Identity"})  # same data, another shape
 ROW_CONSUMERS = frozenset({"gemm", "amm"})  # partitions that quantize their (left) input row by row
 
 
@@ -50,22 +51,40 @@ def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_byte
     row), a GEMM partition feeding only elementwise ops (its output tiles are consumed as they are stored), or
     an attention-product partition feeding only row-local VCU ops (a block of rows is complete, every column,
     before the next block starts). The right operand of an attention product is quantized per column over all
-    rows, so it is never streamed. Graph inputs and outputs always live in DRAM."""
+    rows, so it is never streamed. View ops (Reshape, Flatten, (Un)Squeeze, Identity) are transparent: their
+    output is the same data, so the decision looks through them (onnxruntime's Reshape -> Gemm -> Reshape form
+    fuses like a plain MatMul); Shape reads no data. Graph inputs and outputs always live in DRAM."""
     from edgecomp.asic.cost import _itemsize, _numel
 
     def kind(node) -> str | None:
         return _kind(node, specs, cfg)
 
     g = graph.graph
-    boundary = {v.name for v in g.input} | {v.name for v in g.output}
+    outputs = {v.name for v in g.output}
+    boundary = {v.name for v in g.input} | outputs
     producer: dict[str, str | None] = {}
-    consumers: dict[str, list] = {}
+    direct: dict[str, list] = {}  # value -> consumer kinds, or ("view", output) for a view op reading it
     for node in g.node:
         k = kind(node)
+        view = node.op_type in VIEW_OPS and not is_partition(node)
         for v in node.output:
-            producer[v] = k
+            producer[v] = producer.get(node.input[0]) if view and node.input else k
         for j, v in enumerate(node.input):
-            consumers.setdefault(v, []).append("amm_b" if k == "amm" and j == 1 else k)
+            if node.op_type == "Shape" or (view and j > 0):
+                continue  # metadata only: a shape, or a Reshape's target shape
+            direct.setdefault(v, []).append(("view", node.output[0]) if view else
+                                            "amm_b" if k == "amm" and j == 1 else k)
+
+    def effective(v: str) -> list:
+        out = []
+        for c in direct.get(v, []):
+            if isinstance(c, tuple):
+                out += effective(c[1]) + ([None] if c[1] in outputs else [])
+            else:
+                out.append(c)
+        return out
+
+    consumers = {v: effective(v) for v in direct}
     keep = set()
     for v, pk in producer.items():
         cons = consumers.get(v, [])
