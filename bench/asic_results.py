@@ -36,7 +36,8 @@ MODELS = ("vit-s16", "vit-fmnist", "minilm-l6")
 SCHEMES = ("w8a8", "w4a8", "w4a4")
 BEGIN, END = "<!-- asic-results:begin -->", "<!-- asic-results:end -->"
 KEEP = ("latency_ms", "cycles", "throughput_per_s", "energy_uj", "energy_breakdown_uj", "dram_bytes", "gemm_macs",
-        "mmu_utilization", "busy_cycles", "cycles_by_op", "cycles_by_bound", "area_mm2", "config", "host_ops")
+        "mmu_utilization", "busy_cycles", "cycles_by_op", "cycles_by_bound", "compute_floor_cycles", "area_mm2",
+        "config", "host_ops")
 
 
 def edgecomp(*args: str) -> None:
@@ -178,6 +179,37 @@ def table() -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+DOC = ROOT / "docs" / "asic.md"
+DOC_BEGIN, DOC_END = "<!-- asic-breakdown:begin -->", "<!-- asic-breakdown:end -->"
+LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Split")
+
+
+def breakdown() -> str:
+    """docs/asic.md's table: where each configuration's time goes (ms), from the same JSON."""
+    lines = ["| model | config | latency ms | vs FP16 | weight GEMMs | attention QKᵀ + P·V | VCU ops | layout copies "
+             "| bound by DMA / MMU / VCU | no-DMA floor | W4A4 with 16-bit activations (what-if) |", "|" + "---|" * 11]
+    for model in MODELS:
+        recs = {c: json.loads(p.read_text()) for c in CONFIGS if (p := RESULTS / f"{model}-{c}.json").exists()}
+        base = recs.get("fp16", {}).get("simulated", {}).get("latency_ms")
+        for c, r in recs.items():
+            s = r["simulated"]
+            ms = 1e-6 / s["config"]["clock_ghz"]
+            ops = s["cycles_by_op"]
+            gemm, mm = ops.get("gemm", 0.0), ops.get("matmul", 0.0) + ops.get("MatMul", 0.0)
+            layout = sum(ops.get(k, 0.0) for k in LAYOUT_OPS)
+            vcu = s["cycles"] - gemm - mm - layout
+            b = s.get("cycles_by_bound", {})
+            bound = " / ".join(f"{b[k] * ms:.2f}" for k in ("dma", "mmu", "vcu")) if b else "–"
+            fl = s.get("compute_floor_cycles")
+            floor = f"{fl * ms:.3f} ({base / (fl * ms):.2f}x)" if fl and base else "–"
+            w = r.get("what_if_16bit_activations")
+            what = f"{w['latency_ms']:.3f} ms, {base / w['latency_ms']:.2f}x" if w and base else "–"
+            speed = f"{base / s['latency_ms']:.2f}x" if base else "–"
+            lines.append(f"| {model} | {c.upper()} | {s['latency_ms']:.3f} | {speed} | {gemm * ms:.3f} | {mm * ms:.3f} "
+                         f"| {vcu * ms:.3f} | {layout * ms:.3f} | {bound} | {floor} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
@@ -195,6 +227,7 @@ def main() -> None:
     text = table()
     print(text)
     replace_section(BEGIN, END, text)
+    replace_section(DOC_BEGIN, DOC_END, breakdown(), DOC)
 
 
 if __name__ == "__main__":

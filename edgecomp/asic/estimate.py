@@ -168,6 +168,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | 
     busy = {"dma": 0.0, "mmu": 0.0, "vcu": 0.0}
     cycles = macs = dram = 0.0
     gemm_cycles = 0.0
+    floor = 0.0  # the latency if data movement were free: per partition its busier compute unit, per VCU op its lanes
     for node in graph.graph.node:
         if is_partition(node):
             spec, M = specs[node.name]
@@ -182,6 +183,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | 
             row, st = _partition_row(node, spec, M, dp, cfg, fused, act_bits)
             row["bound"] = max(st.busy, key=st.busy.get)
             rows.append(row)
+            floor += max(st.busy["mmu"], st.busy["vcu"])
             cycles += st.cycles
             gemm_cycles += st.cycles
             macs += st.macs
@@ -200,6 +202,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | 
         if c.unit == "free":
             continue
         dma_bound = c.unit == "layout" or c.dram_bytes / cfg.dram_bytes_per_cycle >= c.cycles * (1 - 1e-9)
+        floor += c.lane_ops / cfg.vcu_lanes if c.unit == "vcu" else c.cycles if c.unit == "mmu" else 0.0
         rows.append({"name": node.name, "kind": node.op_type, "unit": c.unit, "cycles": c.cycles,
                      "dram_bytes": c.dram_bytes, "energy_pj": c.energy.total, "vcu_lane_ops": c.lane_ops,
                      "bound": "dma" if dma_bound else c.unit})
@@ -225,7 +228,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | 
         "dram_bytes": dram, "gemm_macs": macs,
         "mmu_utilization": macs / (gemm_cycles * peak_any) if gemm_cycles else 0.0,
         "busy_cycles": busy, "cycles_by_op": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
-        "cycles_by_bound": by_bound,
+        "cycles_by_bound": by_bound, "compute_floor_cycles": floor,
         "fused_values": len(fused), "absorbed_transposes": len(absorbed), "area_mm2": area(cfg, used),
         "layers": rows, "host_ops": host_ops,
     }

@@ -221,4 +221,6 @@ def test_cost_names_the_bounding_unit_and_the_activation_width_what_if(asic_cfg)
     r32, r16 = estimate(P.graph, specs, shapes, asic_cfg), estimate(P.graph, specs, shapes, asic_cfg, act_bits=16)
     assert all(r["bound"] in ("dma", "mmu", "vcu") for r in r32["layers"])
     assert sum(r32["cycles_by_bound"].values()) == pytest.approx(r32["cycles"])
+    assert 0 < r32["compute_floor_cycles"] <= r32["cycles"]  # free data movement can only make it faster
+    assert r16["compute_floor_cycles"] == pytest.approx(r32["compute_floor_cycles"])  # compute does not change
     assert r16["dram_bytes"] == pytest.approx(r32["dram_bytes"] / 2) and r16["cycles"] <= r32["cycles"]
