@@ -37,7 +37,7 @@ class TaskResult:
 
 Task = Callable[[Engine, "Engine | None", tuple[TensorSpec, ...], "int | None"], TaskResult]
 TASKS: Registry[Task] = Registry("eval task")
-_MODULES = ("classification", "photos", "similarity", "perplexity")
+_MODULES = ("classification", "photos", "similarity", "perplexity", "depth")
 _loaded = False
 
 

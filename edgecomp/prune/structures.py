@@ -75,9 +75,11 @@ def _setter(obj, *names: str, scale: dict[str, int] | None = None) -> Callable[[
     return set_heads
 
 
+@ADAPTERS.register("DepthViT")  # depth-vit's encoder is built from the same blocks
 @ADAPTERS.register("ViT")
 def vit_layers(module: nn.Module) -> list[Layer]:
-    """edgecomp.zoo.vit.ViT (vit-fmnist, vit-s16): q/k/v/o per block, fc1 -> GELU -> fc2."""
+    """edgecomp.zoo.vit.ViT (vit-fmnist, vit-s16) and edgecomp.zoo.dpt.DepthViT (depth-vit): q/k/v/o per
+    block, fc1 -> GELU -> fc2."""
     layers = []
     for i, blk in enumerate(module.blocks):
         a = blk.attn

@@ -37,6 +37,19 @@ def _vit(model: Model, cfg: MergeConfig):
     return MergingViT(module, plan, cfg.method, cfg.seed), plan, tokens, counts
 
 
+@ADAPTERS.register("DepthViT")
+def _depth_vit(model: Model, cfg: MergeConfig):
+    """edgecomp.zoo.dpt.DepthViT (depth-vit): merged tokens are un-merged before every decoder readout."""
+    from edgecomp.merge import schedule
+    from edgecomp.merge.depth import MergingDepthViT
+
+    module = model.payload
+    depth, tokens = len(module.blocks), module.cfg.tokens
+    plan = schedule.parse(cfg.spec, depth)
+    counts = schedule.token_counts(plan, tokens)
+    return MergingDepthViT(module, plan, cfg.method, cfg.seed), plan, tokens, counts
+
+
 @ADAPTERS.register("MiniLMEmbedder")
 def _bert(model: Model, cfg: MergeConfig):
     """edgecomp.zoo.minilm's embedder (minilm-l6; padded to the static sequence length of its input)."""

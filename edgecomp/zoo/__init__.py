@@ -15,7 +15,7 @@ from edgecomp.errors import UnknownModelError
 from edgecomp.registry import Registry
 from edgecomp.specs import Feeds, TensorSpec
 
-_MODULES = ("vit_fmnist", "vit_s16", "minilm", "smollm2", "efficientnet")
+_MODULES = ("vit_fmnist", "vit_s16", "minilm", "smollm2", "efficientnet", "depth_vit")
 
 
 @dataclass(frozen=True)

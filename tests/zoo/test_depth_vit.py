@@ -1,0 +1,55 @@
+"""depth-vit: committed weights, its recorded validation quality, calibration from the train split, x86 build."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgecomp import api, zoo
+from edgecomp.errors import MissingDataError
+from edgecomp.zoo import depth_vit
+from edgecomp.zoo.data import depth_scenes
+
+
+@pytest.fixture(autouse=True)
+def _need_photos():
+    try:
+        depth_scenes.textures()
+    except MissingDataError as e:
+        pytest.skip(f"{e} ({e.hint})")
+
+
+def test_entry_and_weights():
+    entry = zoo.get("depth-vit")
+    assert entry.family == "vit" and entry.task == "depth-scenes" and entry.outputs == ("depth",)
+    model = entry.load()
+    assert type(model).__name__ == "DepthViT"
+    assert depth_vit.WEIGHTS.stat().st_size < 20e6
+    with torch.no_grad():
+        out = model(torch.from_numpy(entry.calibration(1, 0)[0]["pixels"]))
+    assert out.shape == (1, 1, 64, 64) and (out > 0).all()
+
+
+def test_committed_weights_reach_the_recorded_quality():
+    meta = json.loads(depth_vit.META.read_text())
+    res = api.evaluate("depth-vit", limit=50)
+    assert res["n"] == 50 and res["metric"] == "abs_rel" and not res["higher_is_better"]
+    # the first 50 test scenes vs the last validation AbsRel the training script recorded (200 val scenes)
+    assert abs(res["value"] - meta["history"][-1]["val_abs_rel"]) < 0.05
+    assert res["details"]["test_delta1"] > 0.5
+
+
+def test_calibration_is_deterministic_train_split():
+    a, b = depth_vit.calibration(2, seed=3), depth_vit.calibration(2, seed=3)
+    assert np.array_equal(a[1]["pixels"], b[1]["pixels"]) and a[0]["pixels"].shape == (1, 3, 64, 64)
+    assert not np.array_equal(a[0]["pixels"], depth_vit.calibration(2, seed=4)[0]["pixels"])
+
+
+@pytest.mark.zoo
+def test_x86_build_matches_torch(tmp_path):
+    art = api.build("depth-vit", "x86", tmp_path / "dv")
+    res = api.evaluate(art, limit=20)
+    assert res["value"] == pytest.approx(res["reference"]["value"], abs=1e-4)
