@@ -171,11 +171,15 @@ def table() -> str:
             b = s.get("cycles_by_bound")
             bound = " / ".join(f"{b[k] / s['cycles']:.0%}" for k in ("dma", "mmu", "vcu")) if b else "–"
             speed = f"{base / s['latency_ms']:.2f}x" if base else "–"
-            lines.append(f"| {model} | {c.upper()} | {s['latency_ms']:.3f} | {speed} | {s['energy_uj']:.1f} | "
+            stale = "†" if "attention" not in r else ""  # a record from before attention ran on the MMU
+            lines.append(f"| {model} | {c.upper()}{stale} | {s['latency_ms']:.3f} | {speed} | {s['energy_uj']:.1f} | "
                          f"{s['dram_bytes'] / 1e6:.2f} | {s['mmu_utilization']:.0%} | "
                          f"{u['mmu']:.3f} / {u['vcu']:.3f} / {u['dma']:.3f} | {bound} | {s['area_mm2']['total']:.2f} | "
                          f"{qv} |")
     note = "Regenerate: `python bench/asic_results.py` (one JSON per row in bench/results/asic/)."
+    if any("attention" not in json.loads(p.read_text()) for p in RESULTS.glob("*-*.json")):
+        note += ("\n\n† recorded before attention ran on the MMU (fp32 attention on the VCU, the older cost model); "
+                 "not comparable with the other rows until regenerated.")
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
