@@ -2,8 +2,8 @@
 
 edgecomp's quantized models keep the attention products fp32: ``S = MatMul(Q, Kᵀ)``, optional scale /
 mask (``Mul`` / ``Div`` by a constant, ``Add``), ``P = Softmax(S, axis=-1)``, ``O = MatMul(P, V)``. The
-accelerator has no fp32 matrix unit, so for an ``asic-sim`` build ``quantize_attention`` inserts dynamic
-fake-quant chains (the same ops as edgecomp's per-token activation fake-quant) on the four operands:
+accelerator has no fp32 matrix unit, so for an ``asic-sim`` build ``quantize_attention`` quantizes the four
+operands dynamically:
 
 ======  ================  =====================================  ======================================
  value   shape             scale over                             codes
@@ -14,12 +14,13 @@ fake-quant chains (the same ops as edgecomp's per-token activation fake-quant) o
  V       [..., N, D]       axis -2 (per channel and head)         int8, [-127, 127]
 ======  ================  =====================================  ======================================
 
-Each chain is ``s = Clip(Div(ReduceMax(Abs(x), axes, keepdims=1), qmax), 1e-12)``,
-``Mul(Clip(Round(Div(x, s)), lo, qmax), s)`` with ``lo = -qmax`` (signed) or 0 (unsigned). Scales sit on the
-non-reduced axes of each product (rows of the left operand, columns of the right one), so both products are
-exact integer sums times ``s_row * s_col``: ``partition`` turns each into one ``edgecomp.asic.MatMulQ`` node
-(``match_matmuls``). The rewritten graph is the model the artifact stores (``model.onnx``): onnxruntime on it
-and the simulator compute the same quantized attention, to float rounding.
+Each operand's scale is ``s = Clip(Div(ReduceMax(Abs(x), axes, keepdims=1), qmax), 1e-12)`` and its codes
+``Clip(Round(Div(x, s)), lo, qmax)`` with ``lo = -qmax`` (signed) or 0 (unsigned) — the ops of edgecomp's
+per-token fake-quant. Scales sit on the non-reduced axes (rows of the left operand, columns of the right
+one), so a product is ``Mul(Mul(MatMul(qa, qb), s_b), s_a)``: an exact integer sum, then the two scales in the
+simulator's order. ``partition`` turns each into one ``edgecomp.asic.MatMulQ`` node (``match_product``). The
+rewritten graph is the model the artifact stores (``model.onnx``): onnxruntime on it computes these products
+bit-identically to the accelerator (the weight GEMMs still differ by float rounding).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ _SCORE_OPS = ("Mul", "Div", "Add")  # scale and mask between QKᵀ and the softm
 
 @dataclass(frozen=True)
 class ActQuant:
-    """A matched fake-quant chain: ``out`` = fake-quantized ``x``, scales over ``axis``, codes in [lo, qmax]."""
+    """A matched quantization chain of ``x``: scales ``out`` over ``axis``, codes in [0 or -qmax, qmax]."""
 
     x: str
     out: str
@@ -84,7 +85,12 @@ def attention_pairs(model: onnx.ModelProto) -> list[tuple[int, int]]:
 
 
 def quantize_attention(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """A copy of ``model`` with fake-quant chains on Q, Kᵀ, P and V of every attention; and how many."""
+    """A copy of ``model`` with every attention product quantized; and how many attentions.
+
+    Each product ``MatMul(a, b)`` becomes ``Mul(Mul(MatMul(qa, qb), sb), sa)``: codes times codes (integer
+    valued fp32, every partial sum an integer below 2^24, so exact in any summation order), then the column
+    and row scales in the simulator's order, which makes onnxruntime's result bit-identical to the
+    accelerator's for these products."""
     pairs = attention_pairs(model)
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -101,32 +107,35 @@ def quantize_attention(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     }
     prefix = "edgecomp_asic_attn"
     inits = [numpy_helper.from_array(np.array(v, np.float32), f"{prefix}/{k}") for k, v in consts.items()]
-    insert: dict[int, list] = {}
+    before: dict[int, list] = {}
+    after: dict[int, list] = {}
     for qk_i, pv_i in pairs:
-        for mi, slot, axis, unsigned in (
-            (qk_i, 0, -1, False),
-            (qk_i, 1, -2, False),
-            (pv_i, 0, -1, True),
-            (pv_i, 1, -2, False),
-        ):
+        for mi, unsigned_a in ((qk_i, False), (pv_i, True)):
             mm = nodes[mi]
-            tag = f"{mm.name or f'#{mi}'}/fq{slot}"
-            chain, y = _chain(mm.input[slot], tag, axis, unsigned, prefix, opset)
-            insert.setdefault(mi, []).extend(chain)
-            mm.input[slot] = y
+            tag = mm.name or f"#{mi}"
+            ca, sa = _chain(mm.input[0], f"{tag}/fq0", -1, unsigned_a, prefix, opset, before.setdefault(mi, []))
+            cb, sb = _chain(mm.input[1], f"{tag}/fq1", -2, False, prefix, opset, before[mi])
+            y, acc, col = mm.output[0], f"{tag}/acc", f"{tag}/acc_sb"
+            mm.input[0], mm.input[1], mm.output[0] = ca, cb, acc
+            after[mi] = [
+                helper.make_node("Mul", [acc, sb], [col], name=col),
+                helper.make_node("Mul", [col, sa], [y], name=f"{tag}/acc_sb_sa"),
+            ]
     del out.graph.node[:]
     for i, n in enumerate(nodes):
-        out.graph.node.extend(insert.get(i, []))
+        out.graph.node.extend(before.get(i, []))
         out.graph.node.append(n)
+        out.graph.node.extend(after.get(i, []))
     out.graph.initializer.extend(inits)
     return out, len(pairs)
 
 
-def _chain(x: str, tag: str, axis: int, unsigned: bool, prefix: str, opset: int) -> tuple[list, str]:
+def _chain(x: str, tag: str, axis: int, unsigned: bool, prefix: str, opset: int, nodes: list) -> tuple[str, str]:
+    """Append to ``nodes`` the quantization of ``x`` over ``axis``; return (codes, scale) value names."""
     qmax = f"{prefix}/qmax_u" if unsigned else f"{prefix}/qmax_s"
     lo = f"{prefix}/zero" if unsigned else f"{prefix}/neg_qmax_s"
-    v = {k: f"{tag}/{k}" for k in ("abs", "amax", "sdiv", "s", "div", "rnd", "q", "y", "axes")}
-    nodes = [helper.make_node("Abs", [x], [v["abs"]], name=v["abs"])]
+    v = {k: f"{tag}/{k}" for k in ("abs", "amax", "sdiv", "s", "div", "rnd", "q", "axes")}
+    nodes.append(helper.make_node("Abs", [x], [v["abs"]], name=v["abs"]))
     if opset >= 18:
         nodes.append(
             helper.make_node(
@@ -142,54 +151,84 @@ def _chain(x: str, tag: str, axis: int, unsigned: bool, prefix: str, opset: int)
         helper.make_node("Div", [x, v["s"]], [v["div"]], name=v["div"]),
         helper.make_node("Round", [v["div"]], [v["rnd"]], name=v["rnd"]),
         helper.make_node("Clip", [v["rnd"], lo, qmax], [v["q"]], name=v["q"]),
-        helper.make_node("Mul", [v["q"], v["s"]], [v["y"]], name=v["y"]),
     ]
-    return nodes, v["y"]
+    return v["q"], v["s"]
 
 
-def match(G, value: str, axis: int) -> ActQuant | None:
-    """The fake-quant chain (``_chain``'s form, scales over ``axis``) that produces ``value``, or None."""
-    _, mul = G.node(value, "Mul")
-    if mul is None or len(mul.input) != 2:
+def _codes(G, value: str, axis: int) -> ActQuant | None:
+    """The quantization (``_chain``'s form, scales over ``axis``) whose codes are ``value``; ``out`` = its scale."""
+    _, clip = G.node(value, "Clip")
+    if clip is None or len(clip.input) < 3:
         return None
-    for q_name, s_name in (mul.input, mul.input[::-1]):
-        _, clip = G.node(q_name, "Clip")
-        if clip is None or len(clip.input) < 3:
-            continue
-        _, rnd = G.node(clip.input[0], "Round")
-        lo, hi = G.scalar(clip.input[1]), G.scalar(clip.input[2])
-        if rnd is None or lo is None or hi is None or hi != round(hi) or not 1 <= hi <= 255:
-            continue
-        if lo not in (0.0, -hi) or (lo == -hi and hi > 127):
-            continue
-        _, div = G.node(rnd.input[0], "Div")
-        _, sclip = G.node(s_name, "Clip")
-        if div is None or div.input[1] != s_name or sclip is None or (len(sclip.input) > 2 and sclip.input[2]):
-            continue
-        _, sdiv = G.node(sclip.input[0], "Div")
-        if sdiv is None or G.scalar(sdiv.input[1]) != hi or not (G.scalar(sclip.input[1]) or 0) > 0:
-            continue
-        _, rmax = G.node(sdiv.input[0], "ReduceMax")
-        if rmax is None:
-            continue
-        attrs = _attrs(rmax)
-        axes = list(attrs.get("axes", [])) or (list(G.const(rmax.input[1])) if len(rmax.input) > 1 else [])
-        _, ab = G.node(rmax.input[0], "Abs")
-        if axes != [axis] or int(attrs.get("keepdims", 1)) != 1 or ab is None or ab.input[0] != div.input[0]:
-            continue
-        return ActQuant(div.input[0], value, int(hi), lo == 0.0, axis)
-    return None
+    _, rnd = G.node(clip.input[0], "Round")
+    lo, hi = G.scalar(clip.input[1]), G.scalar(clip.input[2])
+    if rnd is None or lo is None or hi is None or hi != round(hi) or not 1 <= hi <= 255:
+        return None
+    if lo not in (0.0, -hi) or (lo == -hi and hi > 127):
+        return None
+    _, div = G.node(rnd.input[0], "Div")
+    if div is None:
+        return None
+    s_name = div.input[1]
+    _, sclip = G.node(s_name, "Clip")
+    if sclip is None or (len(sclip.input) > 2 and sclip.input[2]):
+        return None
+    _, sdiv = G.node(sclip.input[0], "Div")
+    if sdiv is None or G.scalar(sdiv.input[1]) != hi or not (G.scalar(sclip.input[1]) or 0) > 0:
+        return None
+    _, rmax = G.node(sdiv.input[0], "ReduceMax")
+    if rmax is None:
+        return None
+    attrs = _attrs(rmax)
+    axes = list(attrs.get("axes", [])) or (list(G.const(rmax.input[1])) if len(rmax.input) > 1 else [])
+    _, ab = G.node(rmax.input[0], "Abs")
+    if axes != [axis] or int(attrs.get("keepdims", 1)) != 1 or ab is None or ab.input[0] != div.input[0]:
+        return None
+    return ActQuant(div.input[0], s_name, int(hi), lo == 0.0, axis)
+
+
+@dataclass(frozen=True)
+class Product:
+    """A matched quantized attention product: ``out = Mul(Mul(MatMul(codes(a), codes(b)), s_b), s_a)``."""
+
+    a: ActQuant
+    b: ActQuant
+    out: str
+    nodes: tuple[int, int, int]  # MatMul, Mul(s_b), Mul(s_a)
+
+
+def match_product(G, i: int) -> Product | None:
+    """The quantized product (``quantize_attention``'s form) whose MatMul is node ``i``, or None."""
+    mm = G.g.node[i]
+    if mm.op_type != "MatMul" or mm.domain not in ("", "ai.onnx") or len(mm.input) != 2:
+        return None
+    a, b = _codes(G, mm.input[0], -1), _codes(G, mm.input[1], -2)
+    users = G.consumers.get(mm.output[0], [])
+    if a is None or b is None or b.unsigned or len(users) != 1 or mm.output[0] in G.outputs:
+        return None
+    m1 = G.g.node[users[0]]
+    if m1.op_type != "Mul" or list(m1.input) != [mm.output[0], b.out]:
+        return None
+    users = G.consumers.get(m1.output[0], [])
+    if len(users) != 1 or m1.output[0] in G.outputs:
+        return None
+    m2 = G.g.node[users[0]]
+    if m2.op_type != "Mul" or list(m2.input) != [m1.output[0], a.out]:
+        return None
+    return Product(a, b, m2.output[0], (i, G.producer[m1.output[0]], users[0]))
 
 
 def strip_attention(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph before ``quantize_attention``: every MatMul whose two inputs are its chains reads their float
+    """The graph before ``quantize_attention``: every quantized product becomes ``MatMul(a, b)`` of its float
     inputs again (the fp32-attention model, for accuracy comparisons). Weight layers are left alone."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    G = F._Graph(out)
-    for node in out.graph.node:
-        if node.op_type == "MatMul" and len(node.input) == 2:
-            a, b = match(G, node.input[0], -1), match(G, node.input[1], -2)
-            if a is not None and b is not None:
-                node.input[0], node.input[1] = a.x, b.x
-    return F.splice(out, {}, set(), [], "")
+    G = F._Graph(model)
+    insert: dict[int, list] = {}
+    removed: set[int] = set()
+    for i in range(len(G.g.node)):
+        p = match_product(G, i)
+        if p is not None:
+            removed.update(p.nodes)
+            insert.setdefault(p.nodes[2], []).append(
+                helper.make_node("MatMul", [p.a.x, p.b.x], [p.out], name=G.g.node[i].name)
+            )
+    return F.splice(model, insert, removed, [], "")

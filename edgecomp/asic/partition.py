@@ -121,26 +121,25 @@ def partition(model: onnx.ModelProto) -> Partitioned:
     for mi in range(len(G.g.node)):
         mm = _act_matmul(G, mi)
         if mm is not None:
-            matmuls.append(mm)
-            removed.add(mi)
-            insert.setdefault(mi + 1, []).append(
-                helper.make_node(OP_MATMUL, [mm.a, mm.b], [mm.out], name=mm.name, domain=DOMAIN))
+            layer, nodes = mm
+            matmuls.append(layer)
+            removed.update(nodes)
+            insert.setdefault(max(nodes) + 1, []).append(
+                helper.make_node(OP_MATMUL, [layer.a, layer.b], [layer.out], name=layer.name, domain=DOMAIN))
     out = F.splice(model, insert, removed, [], DOMAIN)
     return Partitioned(out, tuple(layers), skipped, tuple(matmuls))
 
 
-def _act_matmul(G, i: int) -> MatMulLayer | None:
-    """A MatMul of two fake-quantized activations: rows of the left, columns of the right operand
-    (``edgecomp.asic.attention``'s chains); the right one signed."""
-    from edgecomp.asic.attention import match
+def _act_matmul(G, i: int) -> tuple[MatMulLayer, tuple[int, ...]] | None:
+    """A quantized product of two activations at MatMul node ``i`` (``edgecomp.asic.attention``'s form: codes x
+    codes, then the column and row scales), with the nodes it replaces."""
+    from edgecomp.asic.attention import match_product
 
-    node = G.g.node[i]
-    if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
+    p = match_product(G, i)
+    if p is None:
         return None
-    a, b = match(G, node.input[0], -1), match(G, node.input[1], -2)
-    if a is None or b is None or b.unsigned:
-        return None
-    return MatMulLayer(node.name or f"#{i}", a.x, b.x, node.output[0], a.qmax, a.unsigned, b.qmax)
+    name = G.g.node[i].name or f"#{i}"
+    return MatMulLayer(name, p.a.x, p.b.x, p.out, p.a.qmax, p.a.unsigned, p.b.qmax), p.nodes
 
 
 def _lognp_decoded(G, div_index: int):
