@@ -13,13 +13,10 @@ Shapes: ``forward(pixels [B, 3, S, S]) -> depth [B, 1, S, S]``; inside, tokens s
 
 from __future__ import annotations
 
-import time
-
-import torch
 from torch import Tensor, nn
 
 from edgecomp.merge import matching
-from edgecomp.merge.vit import PLANNERS, _class_query
+from edgecomp.merge.vit import merged_blocks
 
 
 class MergingDepthViT(nn.Module):
@@ -32,23 +29,7 @@ class MergingDepthViT(nn.Module):
 
     def forward(self, pixels: Tensor) -> Tensor:
         net = self.net
-        x = net.embed(pixels)
-        size = torch.ones(x.shape[0], x.shape[1], 1)
-        sources = torch.arange(x.shape[1]).expand(x.shape[0], x.shape[1])
-        merged = False
-        readouts = []
-        for layer, (blk, r) in enumerate(zip(net.blocks, self.schedule, strict=True)):
-            log_size = size.log().transpose(1, 2).unsqueeze(1) if merged else None  # [B, 1, 1, N]
-            q, k, v = blk.attn.project(blk.norm1(x))
-            x = x + blk.attn.attend(q, k, v, log_size)
-            if r:
-                t0 = time.perf_counter()
-                plan = PLANNERS[self.method](self, layer, r, k, _class_query(q))
-                x, size = matching.merge_wavg(plan, x, size)
-                sources = matching.track_sources(plan, sources)
-                self.merge_seconds += time.perf_counter() - t0
-                merged = True
-            x = x + blk.mlp(blk.norm2(x))
-            if layer in net.cfg.readout:
-                readouts.append(matching.unmerge(x, sources) if merged else x)
+        readouts = [matching.unmerge(x, sources) if merged else x
+                    for layer, x, sources, merged in merged_blocks(self, net.blocks, net.embed(pixels), True)
+                    if layer in net.cfg.readout]
         return net.decode(readouts)

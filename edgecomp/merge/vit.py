@@ -30,26 +30,36 @@ class MergingViT(nn.Module):
         self.merge_seconds = 0.0  # wall time spent planning + merging in eager forwards, for the report
 
     def forward(self, pixels: Tensor, return_sources: bool = False):
-        vit = self.vit
-        x = vit.embed(pixels)
-        size = torch.ones(x.shape[0], x.shape[1], 1)
-        sources = torch.arange(x.shape[1]).expand(x.shape[0], x.shape[1])
-        merged = False
-        for layer, (blk, r) in enumerate(zip(vit.blocks, self.schedule, strict=True)):
-            log_size = size.log().transpose(1, 2).unsqueeze(1) if merged else None  # [B, 1, 1, N]
-            q, k, v = blk.attn.project(blk.norm1(x))
-            x = x + blk.attn.attend(q, k, v, log_size)
-            if r:
-                t0 = time.perf_counter()
-                plan = PLANNERS[self.method](self, layer, r, k, _class_query(q))
-                x, size = matching.merge_wavg(plan, x, size)
-                if return_sources:
-                    sources = matching.track_sources(plan, sources)
-                self.merge_seconds += time.perf_counter() - t0
-                merged = True
-            x = x + blk.mlp(blk.norm2(x))
-        logits = vit.classify(x)
+        *_, (_, x, sources, _) = merged_blocks(self, self.vit.blocks, self.vit.embed(pixels), return_sources)
+        logits = self.vit.classify(x)
         return (logits, x, sources) if return_sources else logits
+
+
+def merged_blocks(owner: nn.Module, blocks, x: Tensor, track_sources: bool):
+    """Run ``blocks`` on tokens ``x [B, N0, C]``, merging ``owner.schedule[i]`` tokens between block i's
+    attention and MLP with ``PLANNERS[owner.method]`` (proportional attention once sizes differ from 1).
+
+    Yields ``(layer, x [B, N_i, C], sources [B, N0], merged)`` after every block; ``sources`` maps each
+    original token to the merged token holding it (tracked only when ``track_sources``, else the identity)
+    and ``merged`` says whether any merge has happened yet. Wall time of planning + merging accumulates in
+    ``owner.merge_seconds``."""
+    size = torch.ones(x.shape[0], x.shape[1], 1)
+    sources = torch.arange(x.shape[1]).expand(x.shape[0], x.shape[1])
+    merged = False
+    for layer, (blk, r) in enumerate(zip(blocks, owner.schedule, strict=True)):
+        log_size = size.log().transpose(1, 2).unsqueeze(1) if merged else None  # [B, 1, 1, N]
+        q, k, v = blk.attn.project(blk.norm1(x))
+        x = x + blk.attn.attend(q, k, v, log_size)
+        if r:
+            t0 = time.perf_counter()
+            plan = PLANNERS[owner.method](owner, layer, r, k, _class_query(q))
+            x, size = matching.merge_wavg(plan, x, size)
+            if track_sources:
+                sources = matching.track_sources(plan, sources)
+            owner.merge_seconds += time.perf_counter() - t0
+            merged = True
+        x = x + blk.mlp(blk.norm2(x))
+        yield layer, x, sources, merged
 
 
 def _class_query(q: Tensor) -> Tensor:
