@@ -15,11 +15,8 @@ INPUTS = (TensorSpec("pixels", (1, 3, 32, 32), "float32"),)
 
 
 @pytest.fixture(autouse=True)
-def _need_photos():
-    try:
-        depth_scenes.textures()
-    except MissingDataError as e:
-        pytest.skip(f"{e} ({e.hint})")
+def _need_photos(or_skip):
+    or_skip(depth_scenes.textures)
 
 
 def _oracle(scale: float = 1.0):

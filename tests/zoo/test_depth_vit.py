@@ -7,17 +7,13 @@ import pytest
 import torch
 
 from edgecomp import api, zoo
-from edgecomp.errors import MissingDataError
 from edgecomp.zoo import depth_vit
 from edgecomp.zoo.data import depth_scenes
 
 
 @pytest.fixture(autouse=True)
-def _need_photos():
-    try:
-        depth_scenes.textures()
-    except MissingDataError as e:
-        pytest.skip(f"{e} ({e.hint})")
+def _need_photos(or_skip):
+    or_skip(depth_scenes.textures)
 
 
 def test_entry_and_weights():

@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecomp.errors import ConfigError, MissingDataError
+from edgecomp.errors import ConfigError
 from edgecomp.zoo.data import depth_scenes as ds
 
 
 @pytest.fixture(autouse=True)
-def _need_photos():
-    try:
-        ds.textures()
-    except MissingDataError as e:
-        pytest.skip(f"{e} ({e.hint})")
+def _need_photos(or_skip):
+    or_skip(ds.textures)
 
 
 def test_plane_depth_is_exact():
