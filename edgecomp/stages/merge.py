@@ -27,27 +27,29 @@ ADAPTERS: Registry = Registry("token-merging adapter")
 @ADAPTERS.register("ViT")
 def _vit(model: Model, cfg: MergeConfig):
     """edgecomp.zoo.vit.ViT (vit-fmnist, vit-s16) -> (merging module, schedule, tokens, tokens per layer)."""
-    from edgecomp.merge import schedule
     from edgecomp.merge.vit import MergingViT
 
-    module = model.payload
-    depth, tokens = len(module.blocks), module.cfg.tokens
-    plan = schedule.parse(cfg.spec, depth)
-    counts = schedule.token_counts(plan, tokens)
-    return MergingViT(module, plan, cfg.method, cfg.seed), plan, tokens, counts
+    return _blockwise(MergingViT, model, cfg)
 
 
 @ADAPTERS.register("DepthViT")
 def _depth_vit(model: Model, cfg: MergeConfig):
     """edgecomp.zoo.dpt.DepthViT (depth-vit): merged tokens are un-merged before every decoder readout."""
-    from edgecomp.merge import schedule
     from edgecomp.merge.depth import MergingDepthViT
+
+    return _blockwise(MergingDepthViT, model, cfg)
+
+
+def _blockwise(wrapper, model: Model, cfg: MergeConfig):
+    """A network with ``blocks`` and ``cfg.tokens`` (edgecomp's ViT blocks) wrapped in ``wrapper(module,
+    schedule, method, seed)`` -> (merging module, schedule, tokens, tokens per layer)."""
+    from edgecomp.merge import schedule
 
     module = model.payload
     depth, tokens = len(module.blocks), module.cfg.tokens
     plan = schedule.parse(cfg.spec, depth)
     counts = schedule.token_counts(plan, tokens)
-    return MergingDepthViT(module, plan, cfg.method, cfg.seed), plan, tokens, counts
+    return wrapper(module, plan, cfg.method, cfg.seed), plan, tokens, counts
 
 
 @ADAPTERS.register("MiniLMEmbedder")
