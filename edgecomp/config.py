@@ -105,6 +105,10 @@ class QuantizeConfig:
     group_size: int = 0  # int4 weight group along K (32/64/128); 0 = largest of 128, 64, 32 dividing every layer
     weight_bits: int = 0  # 0 = the scheme's; 3 or 2 keep the 4-bit container (degradation studies)
     symmetric: bool = False  # weights: asymmetric min-max (QuartDepth) unless true
+    # keep a checkpoint's own 4-bit grid (GGUF Q4_1: group 32, float minimum) for the Linear weights already on
+    # one: quantizing them is then lossless, and their inputs are quantized in blocks of that group
+    shipped_grid: bool = True
+    act_group_size: int = 0  # Linear inputs: one scale per token and block of K channels (0 = per token)
     polish: str = "auto"  # LogNP polishing: auto (quartdepth, 4-bit activations, per layer where it helps) | on | off
     recon_seconds: float = 600.0  # QuartDepth weight-reconstruction budget for the whole model
     damp: float = 0.01  # Hessian damping, fraction of mean(diag(XᵀX)) (GPTQ and compensation)
@@ -116,6 +120,9 @@ class QuantizeConfig:
         _check(self.group_size in (0, 16, 32, 64, 128, 256),
                f"quantize.group_size must be 16, 32, 64, 128 or 256 (0 = auto), got {self.group_size}",
                "e.g. --group-size 128")
+        _check(self.act_group_size in (0, 16, 32, 64, 128, 256),
+               f"quantize.act_group_size must be 16, 32, 64, 128 or 256 (0 = per token), got {self.act_group_size}",
+               "e.g. --set quantize.act_group_size=32")
         _check(self.weight_bits in (0, 2, 3, 4, 8), f"unsupported weight bit-width {self.weight_bits}",
                "quantize.weight_bits is 2, 3, 4 or 8 (0 = the scheme's)")
         _check(self.weight_bits in (0, 8) or self.scheme in ("w4a16", "w4a8", "w4a4"),

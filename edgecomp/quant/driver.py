@@ -92,12 +92,12 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
     channels = _channel_rows(xs_q, plan.kind)
     cmax = channels.abs().amax(dim=0)
     alpha = inv_shaped = None
-    act = ActQuant("int", plan.a_bits, dims) if plan.a_bits else ActQuant()
+    act = ActQuant("int", plan.a_bits, dims, group=plan.a_group) if plan.a_bits else ActQuant()
     polished = False
     if plan.polish:
         alpha = lognp_alpha(_subsample(channels, 1 << 16, seed)).float()
         inv_shaped = (1.0 / alpha) if plan.kind == "linear" else (1.0 / alpha).reshape(1, -1, 1, 1)
-        lognp = ActQuant("lognp", plan.a_bits, dims, inv_alpha=inv_shaped)
+        lognp = ActQuant("lognp", plan.a_bits, dims, inv_alpha=inv_shaped, group=plan.a_group)
         # polish="auto": keep LogNP only where it lowers this layer's output error on the calibration inputs
         # (uniform per-token codes win on near-Gaussian inputs; the log code wins on heavy-tailed channels).
         polished = cfg.polish == "on" or _act_error(m, lognp, xs_q, 1.0 / inv_shaped) < _act_error(m, act, xs_q, 1.0)
@@ -131,7 +131,8 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
         new = QuantConv2d(m, qw, act)
     rep = {"layer": plan.name, "kind": plan.kind, "scheme": plan.scheme, "method": plan.method,
            "w_bits": plan.grid.bits, "a_bits": plan.a_bits, "group": plan.grid.group_size,
-           "symmetric": plan.grid.symmetric, "polished": polished,
+           "symmetric": plan.grid.symmetric, "shipped_group": plan.shipped, "a_group": plan.a_group,
+           "polished": polished,
            "weight_sqnr_db": _db(sqnr_db(W, Wq / scale_w)),
            "output_sqnr_db": _db(_output_sqnr(m, plan, Wf, Wq, xf, xh, Xf, Xh)),
            "max_abs_input": float(f"{float(cmax.max()):.4g}"),

@@ -1,4 +1,6 @@
-"""Weight-only int4 embedding tables: ``nn.Embedding`` -> ``QuantEmbedding`` (``com.microsoft.GatherBlockQuantized``).
+"""Weight-only int4 (or int8) embedding tables: ``nn.Embedding`` -> ``QuantEmbedding``
+(``com.microsoft.GatherBlockQuantized``). 8-bit tables are symmetric, one code per byte with onnxruntime's
+default zero point 128: the form of a table shipped on GGUF's Q8_0 grid (``plan.embedding_grid``).
 
 A table ``W [V, D]`` is rounded to nearest (``primitives.rtn``) one token row at a time, in groups of ``G``
 consecutive columns (one scale, and a zero point when asymmetric, per row and group). Torch evaluates
@@ -41,9 +43,13 @@ from edgecomp.quant.primitives import WeightGrid, dequantize_weight, pack_int4, 
 def embedding_block(grid: WeightGrid, dim: int) -> int:
     """The GatherBlockQuantized ``block_size`` of ``grid`` on a table of width ``dim`` (group 0 = one block
     per row); ConfigError when it is not 4-bit, does not divide ``dim`` or is no power of two >= 16."""
-    if grid.bits != 4:
-        raise ConfigError(f"embedding tables are exported at 4 bits only, not {grid.bits}",
+    if grid.bits not in (4, 8) or (grid.bits == 8 and not grid.symmetric):
+        raise ConfigError(f"embedding tables are exported at 4 bits or symmetric 8 bits only, not {grid.bits}"
+                          f"{'' if grid.symmetric else ' asymmetric'}",
                           hint="use a 4-bit grid for embeddings, or leave the table in fp32")
+    if grid.float_zero:
+        raise ConfigError("GatherBlockQuantized takes integer zero points only, not a float-zero grid",
+                          hint="use an integer-zero 4-bit grid for embeddings")
     block = grid.group_size or dim
     grid.groups(dim)  # raises when the group size does not divide the embedding width
     if block < 16 or block & (block - 1):
@@ -54,7 +60,7 @@ def embedding_block(grid: WeightGrid, dim: int) -> int:
 
 
 class QuantEmbedding(nn.Module):
-    """``F.embedding(ids, dequant(W_q), padding_idx)``; ``W_q`` int4 codes [V, D], grouped along D."""
+    """``F.embedding(ids, dequant(W_q), padding_idx)``; ``W_q`` int4 (or int8) codes [V, D], grouped along D."""
 
     def __init__(self, emb: nn.Embedding, grid: WeightGrid):
         super().__init__()
@@ -70,7 +76,8 @@ class QuantEmbedding(nn.Module):
         self.register_buffer("weight_dq", dequantize_weight(codes, scale, zero, grid).float().contiguous())
         self.weight_sqnr_db = sqnr_db(w, self.weight_dq)
         V, groups = codes.shape[0], grid.groups(self.embedding_dim)
-        ex = {"packed": pack_int4(codes).contiguous(), "scales": scale.reshape(V, groups).contiguous()}
+        packed = codes.contiguous() if grid.bits == 8 else pack_int4(codes).contiguous()
+        ex = {"packed": packed, "scales": scale.reshape(V, groups).contiguous()}
         if not (grid.symmetric or bool(torch.all(zero == 8))):
             ex["zeros"] = pack_int4_padded(zero.round().to(torch.uint8)).contiguous()
         self._export = ex  # plain tensors, kept out of state_dict (see module docstring)
@@ -81,7 +88,7 @@ class QuantEmbedding(nn.Module):
             return F.embedding(ids, self.weight_dq, self.padding_idx)
         ex = self._export
         return _GatherBlockQuantized.apply(ids, ex["packed"], ex["scales"], ex.get("zeros"), self.weight_dq,
-                                           self.block)
+                                           self.block, self.grid.bits)
 
     def extra_repr(self) -> str:
         kind = "symmetric" if self.grid.symmetric else "asymmetric"
@@ -91,13 +98,13 @@ class QuantEmbedding(nn.Module):
 
 class _GatherBlockQuantized(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ids, packed, scales, zeros, weight_dq, block):
+    def forward(ctx, ids, packed, scales, zeros, weight_dq, block, bits):
         return F.embedding(ids, weight_dq)
 
     @staticmethod
-    def symbolic(g, ids, packed, scales, zeros, weight_dq, block):
+    def symbolic(g, ids, packed, scales, zeros, weight_dq, block, bits):
         inputs = [packed, ids, scales] + ([] if zeros is None else [zeros])
-        out = g.op("com.microsoft::GatherBlockQuantized", *inputs, bits_i=4, block_size_i=block,
+        out = g.op("com.microsoft::GatherBlockQuantized", *inputs, bits_i=bits, block_size_i=block,
                    gather_axis_i=0, quantize_axis_i=1)
         dim = weight_dq.type().sizes()[-1]
         sizes = ids.type().varyingSizes()  # None for a dynamic axis; None altogether for an unknown rank

@@ -7,12 +7,14 @@ one lazily-updated block of columns.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from edgecomp.errors import ConfigError
 from edgecomp.linalg import damped_cholesky
-from edgecomp.quant.primitives import WeightGrid, weight_qparams
+from edgecomp.quant.primitives import WeightGrid, round_codes, weight_qparams
 
 
 def _inverse_cholesky(H: Tensor, damp: float) -> Tensor:
@@ -63,7 +65,7 @@ def gptq(w: Tensor, H: Tensor, grid: WeightGrid, damp: float = 0.01,
     zero = torch.empty(N, G, dtype=torch.float64)
     if grid.group_size == 0:
         s, z = weight_qparams(W, grid)
-        scale[:], zero[:] = s.float().double(), z
+        scale[:], zero[:] = s.float().double(), z.float().double()
     # NOTE: with groups the block is a multiple of the group size, so every group lies inside one block and its
     # parameters see all earlier updates (fasterquant reads stale columns when groups are smaller than blocks).
     B = block_size if grid.group_size == 0 else gs * max(1, block_size // gs)
@@ -79,10 +81,10 @@ def gptq(w: Tensor, H: Tensor, grid: WeightGrid, damp: float = 0.01,
             col = i1 + i
             g = col // gs
             if grid.group_size and col % gs == 0:
-                s, z = weight_qparams(W1[:, i : i + gs], WeightGrid(grid.bits, grid.symmetric))
-                scale[:, g], zero[:, g] = s[:, 0].float().double(), z[:, 0]
+                s, z = weight_qparams(W1[:, i : i + gs], dataclasses.replace(grid, group_size=0))
+                scale[:, g], zero[:, g] = s[:, 0].float().double(), z[:, 0].float().double()
             w_col, d = W1[:, i], Hinv1[i, i]
-            q = torch.clamp(torch.round(w_col / scale[:, g]) + zero[:, g], 0, grid.qmax)
+            q = torch.clamp(round_codes(w_col / scale[:, g], zero[:, g], grid), 0, grid.qmax)
             Q1[:, i] = q
             err1 = (w_col - (q - zero[:, g]) * scale[:, g]) / d
             W1[:, i:] -= err1.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)

@@ -48,19 +48,24 @@ class QuantizedWeight:
         """Storage of the exported form: packed codes plus scales (and zero points when asymmetric)."""
         n, k = self.codes.shape
         code_bytes = n * k if self.grid.bits > 4 else n * k // 2
-        zero_bytes = 0 if self.grid.symmetric else self.zero.numel() * (1 if self.grid.bits > 4 else 0.5)
+        zero_bytes = 0 if self.grid.symmetric else self.zero.numel() * (
+            4 if self.grid.float_zero else 1 if self.grid.bits > 4 else 0.5)
         return int(code_bytes + 4 * self.scale.numel() + zero_bytes)
 
 
 class ActQuant(nn.Module):
     """Activation fake-quant on a layer's input: ``kind`` none | int | lognp; dynamic per slice over ``dims``
     (per token for Linear inputs [.., T, C], per sample for NCHW conv inputs). ``inv_alpha`` (lognp only)
-    is 1/α broadcast over the channel axis."""
+    is 1/α broadcast over the channel axis. ``group`` > 0 (Linear inputs, ``dims == (-1,)``): one scale per
+    token and block of ``group`` consecutive channels instead of per token -- the blocking of llama.cpp's
+    Q8_1 activations and of onnxruntime's int8 MatMulNBits path, which rescale each weight group anyway."""
 
     def __init__(self, kind: str = "none", bits: int = 8, dims: tuple[int, ...] = (-1,),
-                 inv_alpha: torch.Tensor | None = None):
+                 inv_alpha: torch.Tensor | None = None, group: int = 0):
         super().__init__()
-        self.kind, self.bits, self.dims = kind, bits, tuple(dims)
+        self.kind, self.bits, self.dims, self.group = kind, bits, tuple(dims), group
+        if group and self.dims != (-1,):
+            raise ValueError(f"activation groups need per-token slices (dims=(-1,)), got dims={self.dims}")
         if inv_alpha is not None:
             self.register_buffer("inv_alpha", inv_alpha.float().contiguous())
         else:
@@ -69,14 +74,16 @@ class ActQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inv_alpha is not None:
             x = x * self.inv_alpha
-        if self.kind == "int":
-            return fake_quant_symmetric(x, self.bits, self.dims)
-        if self.kind == "lognp":
-            return lognp_fake_quant(x, self.bits, self.dims)
-        return x
+        if self.kind == "none":
+            return x
+        quant = fake_quant_symmetric if self.kind == "int" else lognp_fake_quant
+        if not self.group:
+            return quant(x, self.bits, self.dims)
+        return quant(x.unflatten(-1, (x.shape[-1] // self.group, self.group)), self.bits, (-1,)).flatten(-2)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}, bits={self.bits}, dims={self.dims}, polished={self.inv_alpha is not None}"
+        return (f"kind={self.kind}, bits={self.bits}, dims={self.dims}, group={self.group}, "
+                f"polished={self.inv_alpha is not None}")
 
 
 class QuantLinear(nn.Module):
@@ -145,7 +152,9 @@ def _linear_export_tensors(w: QuantizedWeight) -> dict:
     g = k // block
     out = {"block": block, "packed": pack_int4(w.codes).reshape(n, g, block // 2).contiguous(),
            "scales": w.scale.float().reshape(n * g).contiguous()}
-    if not _zero_is_default(w):
+    if w.grid.float_zero:  # MatMulNBits takes zero points of the scales' type unpacked, [N * n_blocks]
+        out["zeros"] = w.zero.float().reshape(n * g).contiguous()
+    elif not _zero_is_default(w):
         out["zeros"] = pack_int4_padded(w.zero.round().to(torch.uint8)).reshape(-1).contiguous()
     return out
 
@@ -173,7 +182,7 @@ def _int8_tensors(w: QuantizedWeight) -> dict:
 
 
 def _zero_is_default(w: QuantizedWeight) -> bool:
-    return bool(torch.all(w.zero == 2 ** (w.grid.bits - 1))) and w.grid.bits == 4
+    return not w.grid.float_zero and bool(torch.all(w.zero == 2 ** (w.grid.bits - 1))) and w.grid.bits == 4
 
 
 class _MatMulNBits(torch.autograd.Function):

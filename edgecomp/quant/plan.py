@@ -2,8 +2,15 @@
 
 Quantized: every ``nn.Linear`` and ``nn.Conv2d`` (weights, and their inputs when the scheme has activation
 bits). Attention score/value products, softmax, normalisation and embeddings stay float, as in
-QuartDepth's configurations. Per-layer overrides (``quantize.layers``: glob -> scheme | "skip") win over
-the model-wide scheme; the first matching glob in recipe order applies.
+QuartDepth's configurations.
+
+Shipped grids: a Linear whose weight already lies on a 4-bit grid (a checkpoint shipped quantized, e.g. GGUF
+Q4_1) keeps that grid (float zero points, the shipped group size); one on a symmetric 8-bit grid (GGUF Q8_0,
+e.g. a tied output head) keeps 8 bits; the inputs of both are quantized in blocks of the shipped group.
+``quantize.shipped_grid = false`` turns this off.
+
+Per-layer overrides (``quantize.layers``: glob -> scheme | "skip") win over the model-wide scheme; the first
+matching glob in recipe order applies.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from torch import nn
 
 from edgecomp.config import QuantizeConfig
 from edgecomp.errors import ConfigError
-from edgecomp.quant.primitives import WeightGrid
+from edgecomp.quant.primitives import WeightGrid, shipped_group
 
 SCHEME_BITS = {"w4a16": (4, None), "w8a8": (8, 8), "w4a8": (4, 8), "w4a4": (4, 4)}
 AUTO_GROUPS = (128, 64, 32)
@@ -28,9 +35,11 @@ class LayerPlan:
     scheme: str
     grid: WeightGrid
     a_bits: int | None  # None: the input stays float
+    a_group: int  # activation scale per token and block of a_group input channels; 0 = per token (per sample: convs)
     method: str  # rtn | gptq | quartdepth (depthwise convolutions: rtn, their per-channel K is 9)
     polish: bool  # LogNP-polished activations (alpha folded into the weight columns)
     k: int  # reduction length of one output (in_features, or C_in/groups * kh * kw)
+    shipped: int = 0  # group size of the checkpoint's own grid this layer keeps (0: none)
 
 
 def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
@@ -51,8 +60,11 @@ def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
         else:
             kind = "depthwise" if m.groups > 1 else "conv"
             k = m.weight[0].numel()
+        shipped_group_size = 0
         if w_bits == 8:
             grid = WeightGrid(8, symmetric=True, group_size=0)  # QDQ int8: symmetric per output channel
+        elif kind == "linear" and (shipped := _shipped(m.weight, w_bits, cfg)):
+            grid, shipped_group_size = shipped
         elif kind == "linear":
             grid = WeightGrid(w_bits, symmetric=cfg.symmetric, group_size=group)
             if k % group:
@@ -64,8 +76,28 @@ def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
         method = "rtn" if kind == "depthwise" else cfg.method
         polish = a_bits is not None and (cfg.polish == "on" or
                                          (cfg.polish == "auto" and method == "quartdepth" and a_bits == 4))
-        plans.append(LayerPlan(name, kind, scheme, grid, a_bits, method, polish, k))
+        a_group = 0
+        if a_bits is not None and kind == "linear":
+            a_group = cfg.act_group_size or shipped_group_size
+            if a_group and k % a_group:
+                raise ConfigError(f"activation group {a_group} does not divide layer {name!r} (in_features {k})",
+                                  hint="pick a quantize.act_group_size dividing every Linear's input width, or 0")
+        plans.append(LayerPlan(name, kind, scheme, grid, a_bits, a_group, method, polish, k, shipped_group_size))
     return plans
+
+
+def _shipped(weight, w_bits: int, cfg: QuantizeConfig) -> tuple[WeightGrid, int] | None:
+    """(grid, shipped group size) for a Linear weight already on a grid a 4-bit scheme can keep, else None
+    (or when not asked for): a 4-bit float-zero grid (GGUF Q4_1) is kept as is; a symmetric 8-bit one (GGUF
+    Q8_0, e.g. a tied output head) keeps 8 bits, per output channel (the int8 Linear form edgecomp exports)."""
+    if not cfg.shipped_grid or w_bits != 4 or cfg.symmetric:
+        return None
+    w = weight.detach().float()
+    g = shipped_group(w)
+    if g and cfg.group_size in (0, g):
+        return WeightGrid(4, group_size=g, float_zero=True), g
+    g8 = shipped_group(w, bits=8, symmetric=True)
+    return (WeightGrid(8, symmetric=True), g8) if g8 else None
 
 
 def _replaceable(m: nn.Module) -> bool:
@@ -102,10 +134,12 @@ EMBED_MIN_ROWS = 1024  # vocabulary tables; position / type embeddings are small
 
 def embedding_grid(name: str, emb: nn.Embedding, cfg: QuantizeConfig) -> WeightGrid | None:
     """The int4 grid for a vocabulary table under a 4-bit weight scheme (weight-only: a gather has no
-    activation to quantize), or None to keep it float."""
+    activation to quantize), its shipped symmetric 8-bit grid when it lies on one, or None to keep it float."""
     scheme = _scheme_for(name, cfg)
     if scheme == "skip" or SCHEME_BITS[scheme][0] > 4 or emb.num_embeddings < EMBED_MIN_ROWS:
         return None
+    if cfg.shipped_grid and (g8 := shipped_group(emb.weight.detach().float(), bits=8, symmetric=True)):
+        return WeightGrid(8, symmetric=True, group_size=g8)  # shipped on GGUF's Q8_0 grid: kept, lossless
     d = emb.embedding_dim
     group = cfg.group_size or next((g for g in AUTO_GROUPS if d % g == 0), 0)
     if not group or d % group:

@@ -1,8 +1,12 @@
 """Weight grids, round-to-nearest, int4 packing and SQNR: the primitives every quantizer shares.
 
-Codes are unsigned integers ``q`` in ``[0, 2^bits - 1]`` with an integer zero point ``z`` (held in a float
-tensor) and a float scale ``s``; the value a code stands for is ``(q - z) * s``. Scales and zero points are
-``[N, G]``: one pair per output row and per group of ``K / G`` consecutive input columns.
+Codes are unsigned integers ``q`` in ``[0, 2^bits - 1]`` with a zero point ``z`` (held in a float tensor;
+an integer unless the grid has ``float_zero``) and a float scale ``s``; the value a code stands for is
+``(q - z) * s``. Scales and zero points are ``[N, G]``: one pair per output row and per group of ``K / G``
+consecutive input columns.
+
+A float zero point is GGUF Q4_1's grid (``value = d q + m`` with a float minimum ``m = -z d``): checkpoints
+shipped on that grid re-quantize losslessly onto it (``shipped_group`` finds it).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ class WeightGrid:
     """The integer grid a weight matrix is rounded onto.
 
     bits: 2..8; symmetric: zero point fixed at 2^(bits-1) (else min-max asymmetric);
-    group_size: columns sharing one (scale, zero); 0 = one group per output row (per-channel).
+    group_size: columns sharing one (scale, zero); 0 = one group per output row (per-channel);
+    float_zero: (asymmetric only) the zero point is -min/s unrounded, so each group's range is exactly its own
+    [min, max] instead of being widened to include 0 (GGUF Q4_1; onnxruntime's MatMulNBits takes float zero points).
     """
 
     bits: int
     symmetric: bool = False
     group_size: int = 0
+    float_zero: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.bits, int) and 2 <= self.bits <= 8):
@@ -34,6 +41,8 @@ class WeightGrid:
         if not (isinstance(self.group_size, int) and self.group_size >= 0):
             raise ConfigError(f"weight group size must be an integer >= 0, got {self.group_size}",
                               hint="0 = per output channel, else e.g. 32, 64 or 128")
+        if self.float_zero and self.symmetric:
+            raise ConfigError("a symmetric weight grid has no float zero point", hint="drop one of the two")
 
     @property
     def qmax(self) -> int:
@@ -77,19 +86,30 @@ def weight_qparams(w: Tensor, grid: WeightGrid) -> tuple[Tensor, Tensor]:
         # NOTE: an all-zero group gives s = 0; any positive s encodes it exactly (codes = z).
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         return scale, zero
-    xmin = wg.amin(dim=-1).clamp(max=0)
-    xmax = wg.amax(dim=-1).clamp(min=0)
+    if grid.float_zero:
+        xmin, xmax = wg.amin(dim=-1), wg.amax(dim=-1)
+    else:
+        xmin, xmax = wg.amin(dim=-1).clamp(max=0), wg.amax(dim=-1).clamp(min=0)
     scale = (xmax - xmin) / grid.qmax
+    if grid.float_zero:  # a constant group: any scale encodes it exactly at code 0
+        scale = torch.where(scale > 0, scale, torch.where(xmin != 0, xmin.abs(), torch.ones_like(scale)))
+        return scale, -xmin / scale
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.clamp(torch.round(-xmin / scale), 0, grid.qmax)
     return scale, zero
 
 
+def round_codes(w_over_s: Tensor, zero: Tensor, grid: WeightGrid) -> Tensor:
+    """Unclamped codes of ``w / s`` (any shape broadcasting with ``zero``): ``round(w / s) + z`` for an integer
+    zero point (exact: z is an integer), ``round(w / s + z)`` for a float one (half to even either way)."""
+    return torch.round(w_over_s + zero) if grid.float_zero else torch.round(w_over_s) + zero
+
+
 def quantize_weight(w: Tensor, scale: Tensor, zero: Tensor, grid: WeightGrid) -> Tensor:
-    """Codes round(w / s) + z (half to even), clamped to [0, qmax]. w: [N, K]; scale, zero: [N, G] -> uint8 [N, K]."""
+    """Codes ``round_codes(w / s, z)`` clamped to [0, qmax]. w: [N, K]; scale, zero: [N, G] -> uint8 [N, K]."""
     _check_matrix(w)
     G = grid.groups(w.shape[1])
-    q = torch.round(_grouped(w, G) / scale.unsqueeze(-1)) + zero.unsqueeze(-1)
+    q = round_codes(_grouped(w, G) / scale.unsqueeze(-1), zero.unsqueeze(-1), grid)
     return torch.clamp(q, 0, grid.qmax).reshape(w.shape).to(torch.uint8)
 
 
@@ -105,6 +125,36 @@ def rtn(w: Tensor, grid: WeightGrid) -> tuple[Tensor, Tensor, Tensor]:
     """Round-to-nearest baseline: (codes uint8 [N, K], scale [N, G], zero [N, G])."""
     scale, zero = weight_qparams(w, grid)
     return quantize_weight(w, scale, zero, grid), scale, zero
+
+
+SHIPPED_GROUPS = (32, 64, 128)  # GGUF Q4_0 / Q4_1 use 32; AWQ / GPTQ exports use 64 or 128
+
+
+def shipped_group(w: Tensor, bits: int = 4, symmetric: bool = False, tol: float = 1e-3) -> int:
+    """The smallest group size g in ``SHIPPED_GROUPS`` whose grid holds ``w`` exactly, or 0 if none does:
+    the ``bits``-bit float-zero min-max grid (GGUF Q4_1), or with ``symmetric`` the abs-max grid of
+    ``2^(bits-1) - 1`` levels per side (GGUF Q8_0 at 8 bits). Exactly: every ``w / s`` (offset by the group
+    minimum when asymmetric) of every group lies within ``tol`` of an integer.
+
+    w: [N, K] float. Such a weight was dequantized from a checkpoint stored on that grid; re-quantizing it onto
+    the same grid loses nothing. Float64, so fp32 rounding in the dequantized values (~1e-7 relative) stays far
+    inside ``tol``.
+    """
+    _check_matrix(w)
+    levels = 2 ** (bits - 1) - 1 if symmetric else 2**bits - 1
+    for g in SHIPPED_GROUPS:
+        if w.shape[1] % g:
+            continue
+        wg = _grouped(w.detach().double(), w.shape[1] // g)
+        if symmetric:
+            lo, s = 0.0, wg.abs().amax(dim=-1, keepdim=True) / levels
+        else:
+            lo = wg.amin(dim=-1, keepdim=True)
+            s = (wg.amax(dim=-1, keepdim=True) - lo) / levels
+        r = (wg - lo) / torch.where(s > 0, s, torch.ones_like(s))
+        if float((r - torch.round(r)).abs().max()) <= tol:
+            return g
+    return 0
 
 
 def pack_int4(codes: Tensor) -> Tensor:

@@ -114,8 +114,15 @@ def reconstruct(w_init: Tensor, w_target: Tensor, H: Tensor, C: Tensor, fisher: 
         return codes_rtn, scale.float(), zero.float(), info
 
     s, z = _expand(scale, K), _expand(zero, K)
-    w_floor = torch.floor(w0 / s)
-    rest = w0 / s - w_floor  # in [0, 1): the AdaRound initialisation h(V) = rest
+    # w_floor: the code below w (zero point included); rest in [0, 1) is the AdaRound initialisation h(V) = rest
+    if grid.float_zero:
+        u = w0 / s + z
+        w_floor = torch.floor(u)
+        rest = u - w_floor
+    else:
+        w_floor = torch.floor(w0 / s)
+        rest = w0 / s - w_floor
+        w_floor = w_floor + z
     V = torch.nn.Parameter(-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0))
     # NOTE: H is symmetric, so the loss gradient is 2 f (ŵ H - b) / norm: one GEMM per step instead of the two
     # autograd would spend on the quadratic form; autograd only carries it back through the rounding function.
@@ -134,7 +141,7 @@ def reconstruct(w_init: Tensor, w_target: Tensor, H: Tensor, C: Tensor, fisher: 
         if done % 16 == 0 and time.perf_counter() - t0 >= seconds:
             break
         h = h_of(V)
-        W_hat = s * (torch.clamp(w_floor + h + z, 0, grid.qmax) - z)
+        W_hat = s * (torch.clamp(w_floor + h, 0, grid.qmax) - z)
         with torch.no_grad():
             grad = fn * (W_hat @ Hf - Bf)
         loss = (grad * W_hat).sum()
@@ -147,7 +154,7 @@ def reconstruct(w_init: Tensor, w_target: Tensor, H: Tensor, C: Tensor, fisher: 
         done += 1
 
     with torch.no_grad():
-        codes = torch.clamp(w_floor + (h_of(V) >= 0.5).float() + z, 0, grid.qmax).to(torch.uint8)
+        codes = torch.clamp(w_floor + (h_of(V) >= 0.5).float(), 0, grid.qmax).to(torch.uint8)
     loss_final = raw64(codes)
     learned = loss_final < loss_rtn
     info.update(iters=done, seconds=time.perf_counter() - t0, loss_final=loss_final,

@@ -145,7 +145,9 @@ def _matmul_nbits(G: _Graph, i: int) -> _Layer | None | str:
         return "MatMulNBits with g_idx"
     B, S = G.const(node.input[1]), G.const(node.input[2])
     Z = G.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-    if B is None or S is None or (len(node.input) > 3 and node.input[3] and (Z is None or Z.dtype != np.uint8)):
+    if Z is not None and Z.dtype != np.uint8:
+        return "MatMulNBits with float zero points (a shipped grid): the integer kernel takes 4-bit ones"
+    if B is None or S is None or (len(node.input) > 3 and node.input[3] and Z is None):
         return "MatMulNBits weights / uint8 zero points are not initializers"
     zp = None if Z is None else _unpack_u4(Z, N, K // block)
     bias = G.const(node.input[5]) if len(node.input) > 5 and node.input[5] else None

@@ -285,8 +285,8 @@ def _gather_q4_unsupported(node, attrs: dict, inits: dict[str, TensorProto]) -> 
     if data is None or data.data_type != TensorProto.UINT8 or len(data.dims) != 2:
         return "data that is no 2-D uint8 initializer (packed int4 rows [V, D/2])"
     bits = int(attrs.get("bits", 4))
-    if bits != 4:
-        return f"{bits}-bit data (only bits=4)"
+    if bits not in (4, 8):
+        return f"{bits}-bit data (only bits=4 or 8)"
     if int(attrs.get("gather_axis", 0)) % 2 != 0 or int(attrs.get("quantize_axis", 1)) % 2 != 1:
         return (f"gather_axis={attrs.get('gather_axis', 0)}, quantize_axis={attrs.get('quantize_axis', 1)} "
                 "(only gather_axis=0, quantize_axis=1)")
@@ -300,6 +300,8 @@ def _gather_q4_unsupported(node, attrs: dict, inits: dict[str, TensorProto]) -> 
     zp = inits.get(_input(node, 3))
     if zp is not None and zp.data_type != TensorProto.UINT8:
         return "zero points that are no packed uint8"
+    if zp is not None and bits == 8:
+        return "8-bit data with zero points (only the default 128)"
     return None
 
 
@@ -367,13 +369,14 @@ def dequant_q4_kn(b, scales, zero_points, K: int, N: int, block: int, transposed
     return te.compute((K, N), compute, name="dequantize_q4")
 
 
-def dequant_gathered_q4(rows, scales, zero_points, ids, V: int, D: int, block: int):
+def dequant_gathered_q4(rows, scales, zero_points, ids, V: int, D: int, block: int, bits: int = 4):
     """TE: gathered GatherBlockQuantized rows -> ``out[*S, D]`` in the scales' dtype.
 
-    ``rows`` uint8 ``[*S, D/2]`` (packed codes, low nibble = even column), ``scales`` ``[*S, ceil(D/block)]``,
-    ``zero_points`` None (zero point 8) or uint8 ``[*S, ceil(ceil(D/block)/2)]`` (two blocks per byte, low nibble
-    first): the table rows taken at ``ids [*S]``. ``out = (q - zp) * scale``, and 0 where ``ids`` is outside
-    ``[-V, V)`` (onnxruntime's GatherBlockQuantized gives zero rows there; the take wrapped such indices).
+    ``rows`` uint8 ``[*S, D/2]`` (packed codes, low nibble = even column; ``bits=8``: ``[*S, D]``, one code per
+    byte), ``scales`` ``[*S, ceil(D/block)]``, ``zero_points`` None (zero point ``2^(bits-1)``) or, 4-bit only,
+    uint8 ``[*S, ceil(ceil(D/block)/2)]`` (two blocks per byte, low nibble first): the table rows taken at
+    ``ids [*S]``. ``out = (q - zp) * scale``, and 0 where ``ids`` is outside ``[-V, V)`` (onnxruntime's
+    GatherBlockQuantized gives zero rows there; the take wrapped such indices).
     """
     from tvm import te, tirx
 
@@ -383,9 +386,12 @@ def dequant_gathered_q4(rows, scales, zero_points, ids, V: int, D: int, block: i
     def compute(*idx):
         s, d = idx[:-1], idx[-1]
         blk = tirx.floordiv(d, block)
-        q = _nibble(rows[(*s, tirx.floordiv(d, 2))], d)
+        if bits == 8:
+            q = rows[(*s, d)].astype("int32")
+        else:
+            q = _nibble(rows[(*s, tirx.floordiv(d, 2))], d)
         if zero_points is None:
-            q = q - tirx.const(8, "int32")
+            q = q - tirx.const(2 ** (bits - 1), "int32")
         else:
             q = q - _nibble(zero_points[(*s, tirx.floordiv(blk, 2))], blk)
         w = q.astype("float32") * scales[(*s, blk)].astype("float32")
@@ -496,9 +502,9 @@ def _converters() -> dict:
             return matmul_q4(bb, inputs, attr, transposed=True)
 
     class GatherBlockQuantized(onnx_frontend.OnnxOpConverter):
-        """com.microsoft.GatherBlockQuantized (4-bit codes packed in uint8 ``[V, D/2]``, gather_axis 0,
-        quantize_axis 1; see ``_gather_q4_unsupported``): ``R.take`` of the packed rows, scales and zero points
-        at ``indices`` (wrapping, so no index reads outside the table), then ``dequant_gathered_q4``.
+        """com.microsoft.GatherBlockQuantized (4-bit codes packed in uint8 ``[V, D/2]`` or 8-bit ``[V, D]``,
+        gather_axis 0, quantize_axis 1; see ``_gather_q4_unsupported``): ``R.take`` of the packed rows, scales and
+        zero points at ``indices`` (wrapping, so no index reads outside the table), then ``dequant_gathered_q4``.
 
         Inputs ``data, indices, scales, [zero_points]``; attributes ``bits, block_size, gather_axis,
         quantize_axis``. The table is never widened: only the gathered rows are dequantised.
@@ -510,7 +516,8 @@ def _converters() -> dict:
             shape = _static_shape(data)
             if shape is None or len(shape) != 2:
                 raise ValueError(f"GatherBlockQuantized needs 2-D data of static shape, got {data.ty}")
-            V, D = shape[0], 2 * shape[1]
+            bits = int(attr.get("bits", 4))
+            V, D = shape[0], shape[1] * 8 // bits
             block = int(attr.get("block_size", 128))
 
             def take(t):
@@ -520,7 +527,7 @@ def _converters() -> dict:
 
             def te_fn(r_, s_, *rest):
                 z_, i_ = (None, rest[0]) if len(rest) == 1 else rest
-                return dequant_gathered_q4(r_, s_, z_, i_, V, D, block)
+                return dequant_gathered_q4(r_, s_, z_, i_, V, D, block, bits)
 
             return bb.emit_te(te_fn, *args, ids, primfunc_name_hint="gather_dequantize_q4")
 

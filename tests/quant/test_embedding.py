@@ -122,5 +122,31 @@ def test_grid_choice_shared_modules_and_unexportable_grids():
         QuantEmbedding(nn.Embedding(10, 64), WeightGrid(4, group_size=8))
     with pytest.raises(ConfigError, match="does not divide"):
         QuantEmbedding(nn.Embedding(10, 48), WeightGrid(4, group_size=32))
-    with pytest.raises(ConfigError, match="4 bits"):
-        QuantEmbedding(nn.Embedding(10, 64), WeightGrid(8, symmetric=True))
+    with pytest.raises(ConfigError, match="4 bits or symmetric 8 bits"):
+        QuantEmbedding(nn.Embedding(10, 64), WeightGrid(8, symmetric=False, group_size=32))
+    with pytest.raises(ConfigError, match="float-zero"):
+        QuantEmbedding(nn.Embedding(10, 64), WeightGrid(4, group_size=32, float_zero=True))
+
+
+def test_a_table_shipped_on_an_8_bit_grid_exports_8_bit_rows_that_onnxruntime_matches():
+    from edgecomp.config import QuantizeConfig
+    from edgecomp.quant.plan import embedding_grid
+
+    V, D = 1024, 64
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randint(-127, 128, (V, D // 32, 32), generator=gen).float()
+    q[..., 0] = 127
+    d = (torch.rand(V, D // 32, 1, generator=gen) * 0.01 + 1e-3).half().float()
+    emb = nn.Embedding(V, D)
+    with torch.no_grad():
+        emb.weight.copy_((q * d).reshape(V, D))
+    grid = embedding_grid("emb", emb, QuantizeConfig(scheme="w4a8"))
+    assert grid == WeightGrid(8, symmetric=True, group_size=32)
+    m = QuantEmbedding(emb, grid)
+    assert torch.equal(m.weight_dq, emb.weight.detach()) and m.nbytes == V * D + V * D // 32 * 4
+    ids = torch.tensor([[0, 5, 1023, 17]])
+    model = _export(m, ids)
+    node = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
+    assert {a.name: a.i for a in node.attribute if a.name == "bits"} == {"bits": 8}
+    got = onnx_tools.session(model).run(None, {"ids": ids.numpy()})[0]
+    np.testing.assert_array_equal(got, emb(ids).detach().numpy())

@@ -34,15 +34,18 @@ def _ort(model, x: torch.Tensor) -> np.ndarray:
 
 
 GRIDS = [WeightGrid(4, symmetric=False, group_size=32), WeightGrid(4, symmetric=True, group_size=64),
-         WeightGrid(3, symmetric=False, group_size=32), WeightGrid(8, symmetric=True, group_size=0)]
+         WeightGrid(3, symmetric=False, group_size=32), WeightGrid(8, symmetric=True, group_size=0),
+         WeightGrid(4, group_size=32, float_zero=True)]
 
 
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"w{g.bits}{'s' if g.symmetric else 'a'}g{g.group_size}")
-def test_linear_exports_integer_weights_that_onnxruntime_matches(grid):
+@pytest.mark.parametrize("a_group", [0, 32])
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"w{g.bits}{'s' if g.symmetric else 'a'}g{g.group_size}"
+                         f"{'f' if g.float_zero else ''}")
+def test_linear_exports_integer_weights_that_onnxruntime_matches(grid, a_group):
     g = torch.Generator().manual_seed(0)
     lin = nn.Linear(128, 48)
-    w = torch.randn(48, 128, generator=g)
-    m = QuantLinear(_qweight(w, grid), torch.randn(48, generator=g), ActQuant("int", 8, (-1,))).eval()
+    w = torch.randn(48, 128, generator=g) + 0.5  # off-centre, so float and integer zero points differ
+    m = QuantLinear(_qweight(w, grid), torch.randn(48, generator=g), ActQuant("int", 8, (-1,), group=a_group)).eval()
     x = torch.randn(1, 5, 128, generator=g)
     with torch.no_grad():
         ref = m(x).numpy()
@@ -87,3 +90,14 @@ def test_quantized_weight_bytes_count_packed_storage():
     w = torch.randn(64, 256)
     qw = _qweight(w, WeightGrid(4, symmetric=False, group_size=128))
     assert qw.nbytes == 64 * 128 + 4 * 64 * 2 + 64 * 2 // 2
+
+
+def test_grouped_activations_scale_each_block_of_a_token_on_its_own():
+    x = torch.cat([torch.full((1, 2, 32), 0.01), torch.full((1, 2, 32), 100.0)], dim=-1)
+    x[..., 0] = 0.013  # representable only with a block scale: per token, 100/127 swallows it
+    per_token, grouped = ActQuant("int", 8, (-1,)), ActQuant("int", 8, (-1,), group=32)
+    assert float(per_token(x)[0, 0, 0]) == 0.0
+    assert float((grouped(x) - x).abs().max()) <= 100.0 / 127 / 2 + 1e-6
+    assert float((grouped(x)[..., :32] - x[..., :32]).abs().max()) <= 0.013 / 127 / 2 + 1e-9
+    with pytest.raises(ValueError, match="per-token"):
+        ActQuant("int", 8, (1, 2, 3), group=32)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from edgecomp.config import QuantizeConfig
 from edgecomp.errors import ConfigError
 from edgecomp.quant.plan import plan_layers
+from edgecomp.quant.primitives import WeightGrid
 
 
 class Net(nn.Module):
@@ -65,3 +67,47 @@ def test_bad_quantize_config_is_a_config_error(kwargs, match):
 def test_skipping_everything_is_an_error():
     with pytest.raises(ConfigError, match="no layer is left"):
         plan_layers(Net(), QuantizeConfig(scheme="w4a8", layers={"*": "skip"}))
+
+
+def _on_q4_1_grid(lin: nn.Linear, g: int = 32) -> nn.Linear:
+    """Put lin's weight on a GGUF Q4_1 grid (d q + m per group of g, float16 d and m)."""
+    N, K = lin.weight.shape
+    q = torch.randint(0, 16, (N, K // g, g), generator=torch.Generator().manual_seed(0)).float()
+    q[..., 0], q[..., 1] = 0, 15
+    d, m = torch.full((N, K // g, 1), 0.01).half().float(), torch.full((N, K // g, 1), -0.07).half().float()
+    with torch.no_grad():
+        lin.weight.copy_((d * q + m).reshape(N, K))
+    return lin
+
+
+def test_a_shipped_4_bit_grid_is_kept_with_blocked_activations():
+    net = Net(192)
+    _on_q4_1_grid(net.blocks[0])
+    plans = {p.name: p for p in plan_layers(net, QuantizeConfig(scheme="w4a8"))}
+    kept, other = plans["blocks.0"], plans["blocks.1"]
+    assert kept.grid == WeightGrid(4, group_size=32, float_zero=True) and kept.a_group == 32
+    assert other.grid == WeightGrid(4, group_size=64) and other.a_group == 0
+    assert plans["blocks.0"].a_bits == 8
+    assert plan_layers(net, QuantizeConfig(scheme="w4a16"))[2].a_group == 0  # no activations to block
+    for cfg in (QuantizeConfig(scheme="w4a8", shipped_grid=False), QuantizeConfig(scheme="w4a8", group_size=64),
+                QuantizeConfig(scheme="w4a8", symmetric=True), QuantizeConfig(scheme="w4a8", weight_bits=3)):
+        assert not next(p for p in plan_layers(net, cfg) if p.name == "blocks.0").grid.float_zero
+
+
+def test_activation_groups_must_divide_every_linear():
+    plans = {p.name: p for p in plan_layers(Net(192), QuantizeConfig(scheme="w4a8", act_group_size=64))}
+    assert plans["head"].a_group == 64 and plans["stem"].a_group == 0  # convs stay per sample
+    with pytest.raises(ConfigError, match="activation group 128 does not divide layer 'blocks.0'"):
+        plan_layers(Net(192), QuantizeConfig(scheme="w4a8", act_group_size=128))
+    with pytest.raises(ConfigError, match="act_group_size"):
+        QuantizeConfig(scheme="w4a8", act_group_size=48)
+
+
+def test_a_shipped_8_bit_output_head_keeps_8_bits():
+    net = Net(192)
+    w = torch.randint(-127, 128, (10, 192), generator=torch.Generator().manual_seed(1)).float()
+    w[:, ::32] = 127  # Q8_0: each group's abs-max sits at code 127
+    with torch.no_grad():
+        net.head.weight.copy_(w * 0.002)
+    head = next(p for p in plan_layers(net, QuantizeConfig(scheme="w4a8")) if p.name == "head")
+    assert head.grid == WeightGrid(8, symmetric=True) and head.shipped == 32 and head.a_group == 32

@@ -15,6 +15,7 @@ from edgecomp.quant.primitives import (
     pack_int4,
     quantize_weight,
     rtn,
+    shipped_group,
     sqnr_db,
     unpack_int4,
     weight_qparams,
@@ -120,3 +121,50 @@ def test_sqnr_db():
     w = _w()
     assert sqnr_db(w, dequantize_weight(*rtn(w, WeightGrid(8)), WeightGrid(8))) > sqnr_db(
         w, dequantize_weight(*rtn(w, WeightGrid(4)), WeightGrid(4))) + 20
+
+
+def _q4_1(N: int, K: int, g: int, seed: int = 0) -> torch.Tensor:
+    """A weight as GGUF Q4_1 dequantizes it: d q + m per group of g, d and m float16, q in 0..15."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, 16, (N, K // g, g), generator=gen).float()
+    q[..., 0], q[..., 1] = 0, 15  # Q4_1 puts each group's min at code 0 and its max at 15
+    d = (torch.rand(N, K // g, 1, generator=gen) * 0.05 + 1e-3).half().float()
+    m = (torch.randn(N, K // g, 1, generator=gen) * 0.1).half().float()
+    return (d * q + m).reshape(N, K)
+
+
+def test_shipped_group_finds_the_q4_1_grid_and_nothing_else():
+    w = _q4_1(16, 128, 32)
+    assert shipped_group(w) == 32
+    assert shipped_group(_q4_1(16, 128, 64)) == 64
+    assert shipped_group(torch.randn(16, 128)) == 0
+    assert shipped_group(w + 1e-3 * torch.randn(16, 128)) == 0
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_requantizing_a_shipped_grid_onto_itself_is_lossless(method):
+    from edgecomp.quant.gptq import gptq
+
+    w = _q4_1(24, 128, 32, seed=1)
+    grid = WeightGrid(4, group_size=32, float_zero=True)
+    if method == "rtn":
+        codes, scale, zero = rtn(w, grid)
+    else:
+        x = torch.randn(256, 128, generator=torch.Generator().manual_seed(2))
+        H = x.T @ x / 256
+        codes, scale, zero = gptq(w, H, grid)
+    err = (dequantize_weight(codes, scale, zero, grid) - w).abs().max()
+    assert float(err) <= 1e-6 * float(w.abs().max())
+    # the integer-zero grid of the same group size cannot hold it (its range is widened to include 0)
+    codes, scale, zero = rtn(w, WeightGrid(4, group_size=32))
+    assert float((dequantize_weight(codes, scale, zero, WeightGrid(4, group_size=32)) - w).abs().max()) > 1e-4
+
+
+def test_float_zero_grid_is_asymmetric_and_covers_each_group_exactly():
+    with pytest.raises(ConfigError, match="float zero"):
+        WeightGrid(4, symmetric=True, float_zero=True)
+    w = torch.tensor([[0.5, 0.75, 2.0, 1.0], [3.0, 3.0, 3.0, 3.0]])
+    grid = WeightGrid(4, group_size=4, float_zero=True)
+    codes, scale, zero = rtn(w, grid)
+    assert codes[0].tolist() == [0, 2, 15, 5] and codes[1].tolist() == [0, 0, 0, 0]
+    torch.testing.assert_close(dequantize_weight(codes, scale, zero, grid)[1], w[1])

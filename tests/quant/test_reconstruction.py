@@ -28,25 +28,28 @@ def problem():
     return W, X, Xh, H, C
 
 
-def _row_err(problem, codes, scale, zero):
+def _row_err(problem, codes, scale, zero, grid=GRID):
     """Per output channel squared error of Ŵ on X̂ against W on X: [N]."""
     W, X, Xh, _, _ = problem
-    return ((Xh @ dequantize_weight(codes, scale, zero, GRID).T - X @ W.T) ** 2).sum(0)
+    return ((Xh @ dequantize_weight(codes, scale, zero, grid).T - X @ W.T) ** 2).sum(0)
 
 
-def test_beats_round_to_nearest(problem):
+@pytest.mark.parametrize("grid", [GRID, WeightGrid(4, group_size=32, float_zero=True)], ids=["int-zero", "float-zero"])
+def test_beats_round_to_nearest(problem, grid):
     W, _, _, H, C = problem
     Wc = compensate(W, H, C)
-    codes, scale, zero, info = reconstruct(Wc, W, H, C, torch.ones(N), GRID, iters=1000, seconds=30)
-    assert codes.dtype == torch.uint8 and int(codes.max()) <= GRID.qmax
-    ref_scale, ref_zero = weight_qparams(Wc, GRID)
+    codes, scale, zero, info = reconstruct(Wc, W, H, C, torch.ones(N), grid, iters=1000, seconds=30)
+    assert codes.dtype == torch.uint8 and int(codes.max()) <= grid.qmax
+    ref_scale, ref_zero = weight_qparams(Wc, grid)
     assert torch.equal(scale, ref_scale) and torch.equal(zero, ref_zero)  # the grid is kept, only rounding learned
     # AdaRound only chooses between the two grid points around each weight.
-    step = (codes.float() - torch.floor(Wc / scale) - zero)
+    G = grid.groups(K)
+    u = (Wc.reshape(N, G, -1) / scale.unsqueeze(-1) + zero.unsqueeze(-1)).reshape(N, K)
+    step = codes.float() - torch.floor(u)
     assert bool(((step == 0) | (step == 1)).all())
-    err = float(_row_err(problem, codes, scale, zero).sum())
-    err_rtn = float(_row_err(problem, *rtn(Wc, GRID)).sum())
-    err_rtn_plain = float(_row_err(problem, *rtn(W, GRID)).sum())
+    err = float(_row_err(problem, codes, scale, zero, grid).sum())
+    err_rtn = float(_row_err(problem, *rtn(Wc, grid), grid).sum())
+    err_rtn_plain = float(_row_err(problem, *rtn(W, grid), grid).sum())
     assert err < 0.75 * err_rtn < err_rtn_plain
     assert info["kept"] == "learned" and info["iters"] == 1000 and info["loss_final"] < 0.75 * info["loss_rtn"]
 

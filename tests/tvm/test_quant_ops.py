@@ -355,17 +355,21 @@ def test_unknown_and_unsupported_quant_ops_are_named():
 
 
 def _gather_q4(g: Graph, tag: str, ids: str, V: int, D: int, block: int, zp: bool,
-               scale_dtype=np.float32) -> int:
-    """Add one GatherBlockQuantized node on a packed [V, D/2] table (output ``y_<tag>``); returns the table bytes."""
+               scale_dtype=np.float32, bits: int = 4) -> int:
+    """Add one GatherBlockQuantized node on a packed [V, D/2] table (bits=8: [V, D]; output ``y_<tag>``);
+    returns the table bytes."""
     n_blocks = -(-D // block)
-    data = quant_ops.pack_int4(g.rng.integers(0, 16, (V, D), dtype=np.uint8)).reshape(V, D // 2)
+    if bits == 8:
+        data = g.rng.integers(0, 256, (V, D), dtype=np.uint8)
+    else:
+        data = quant_ops.pack_int4(g.rng.integers(0, 16, (V, D), dtype=np.uint8)).reshape(V, D // 2)
     scales = (g.rng.random((V, n_blocks)) * 0.05 + 0.01).astype(scale_dtype)
     ins = [g.init(f"E_{tag}", data), ids, g.init(f"Es_{tag}", scales)]
     if zp:
         z = g.rng.integers(0, 16, (V, 2 * -(-n_blocks // 2)), dtype=np.uint8)
         ins.append(g.init(f"Ez_{tag}", quant_ops.pack_int4(z).reshape(V, -1)))
     g.nodes.append(helper.make_node("GatherBlockQuantized", ins, [f"y_{tag}"], name=f"gbq_{tag}", domain=MS,
-                                    bits=4, block_size=block, gather_axis=0, quantize_axis=1))
+                                    bits=bits, block_size=block, gather_axis=0, quantize_axis=1))
     dtype = TensorProto.FLOAT if scale_dtype == np.float32 else TensorProto.FLOAT16
     g.outputs.append(helper.make_tensor_value_info(f"y_{tag}", dtype, [*g.feeds[ids].shape, D]))
     return data.size
@@ -390,6 +394,7 @@ def test_gather_block_quantized_matches_onnxruntime():
         _gather_q4(g, "zp_b64_1blk", "ids32", V, 64, 64, zp=True),
         _gather_q4(g, "zp_b16_partial", "ids", V, 40, 16, zp=True),  # last block of 8 columns
         _gather_q4(g, "fp16", "ids32", V, 32, 16, zp=False, scale_dtype=np.float16),
+        _gather_q4(g, "q8_b32", "ids", V, 64, 32, zp=False, bits=8),  # GGUF Q8_0-style rows, zero point 128
     ]
     model = g.model()
     specs = (TensorSpec("ids", (2, 9), "int64"), TensorSpec("ids32", (11,), "int32"))
@@ -419,7 +424,8 @@ def test_gather_block_quantized_unsupported_forms_are_named():
     _gather_q4(g, "ok", "ids", 64, 32, 16, zp=True)
     frontend.check_ops(g.model())
     assert "GatherBlockQuantized" in frontend.supported_ops()
-    for attr, value, pattern in [("bits", 8, "8-bit data"), ("quantize_axis", 0, "quantize_axis=0"),
+    for attr, value, pattern in [("bits", 8, "8-bit data with zero points"), ("bits", 2, "2-bit data"),
+                                 ("quantize_axis", 0, "quantize_axis=0"),
                                  ("block_size", 24, "block_size=24")]:
         model = g.model()
         for a in model.graph.node[0].attribute:
