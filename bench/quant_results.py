@@ -61,7 +61,9 @@ def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str],
     fp = fp32_reference(model, build_dir)
     sets = [a for s in extra for a in ("--set", s)]
     edgecomp("build", model, "--target", "x86", "--quant", scheme, "--quant-method", method, *sets, "-o", str(art))
-    edgecomp("eval", str(art), "--no-reference", "--json", str(RESULTS / f"{name}-eval.json"))
+    # agreement metrics (efficientnet-lite0: top-1 agreement with fp32) need the fp32 reference in the same run
+    no_ref = [] if fp["metric"].endswith("agreement") else ["--no-reference"]
+    edgecomp("eval", str(art), *no_ref, "--json", str(RESULTS / f"{name}-eval.json"))
     ev = json.loads((RESULTS / f"{name}-eval.json").read_text())
     report = {s["stage"]: s for s in json.loads((art / "report.json").read_text())["stages"]}
     timings = json.loads((art / "timings.json").read_text())
@@ -71,13 +73,21 @@ def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str],
            "higher_is_better": ev["higher_is_better"], **sizes(art),
            "fp32_deployed_bytes": fp["deployed_bytes"], "fp32_onnx_bytes": fp["onnx_bytes"],
            "calibration_samples": q["calibration"]["samples"], "quantize_seconds": timings.get("quantize"),
+           "shipped_grid_layers": shipped_layers(q),
            "worst_layers": q["worst_layers"]}
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+def shipped_layers(quantize_report: dict) -> int:
+    """Layers (and tables) that kept the checkpoint's own grid (quantize.shipped_grid)."""
+    return sum(1 for lay in quantize_report["per_layer"]
+               if lay.get("shipped_group") or (lay.get("kind") == "embedding" and lay.get("w_bits") == 8))
 
 
 def table() -> str:
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
             if not p.name.endswith(("-eval.json", "-fp32.json"))]
+    runs = [r for r in runs if "value" in r]  # other records here (e.g. a lowering check) are no table rows
     if not runs:
         return "(no quantization results yet)"
     rows = ["| model | scheme | metric (fp32) | RTN | GPTQ | QuartDepth | deployed size vs fp32 | ONNX size vs fp32 |",
@@ -95,6 +105,10 @@ def table() -> str:
                         + " | ".join(vals) + f" | {dep:.1f}x smaller | {onx:.1f}x smaller |")
     overrides = sorted({" ".join(r["recipe_overrides"]) for r in runs if r["recipe_overrides"]})
     note = f"\n\nRecipe overrides used: `{'`, `'.join(overrides)}`." if overrides else ""
+    shipped = sorted({r["model"] for r in runs if r.get("shipped_grid_layers")})
+    if shipped:
+        note += (f" {', '.join(shipped)}: the weights keep the checkpoint's shipped grid (README: Shipped grids), "
+                 "so these rows measure activation rounding; their size is that of the shipped grid.")
     return ("\n".join(rows) + note + "\n\nRegenerate: `python bench/quant_results.py` (one JSON per run in "
             "`bench/results/quant/`; 32 calibration samples from train / held-apart data).")
 

@@ -134,7 +134,8 @@ class QuantConv2d(nn.Module):
         if torch.onnx.is_in_onnx_export():
             ex = self._export
             if self.grid.bits <= 4:
-                w = _Int4Weight.apply(ex["packed"], ex["scales"], ex.get("zeros"), self.weight_dq, list(self.shape))
+                w = _Int4Weight.apply(ex["packed"], ex["scales"], ex.get("zeros"), self.weight_dq, list(self.shape),
+                                      ex["rows"])
             else:
                 w = _DequantizeInt8.apply(ex["codes"], ex["scales"], self.weight_dq)
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -164,13 +165,15 @@ def _conv_export_tensors(w: QuantizedWeight, shape: tuple[int, ...]) -> dict:
         out = _int8_tensors(w)
         out["codes"] = out["codes"].reshape(shape).contiguous()
         return out
-    n = shape[0]
+    n, k = w.codes.shape
+    rows = n * w.grid.groups(k)  # one DequantizeLinear row per (output channel, group)
     flat = w.codes.reshape(-1)
     if _zero_is_default(w):  # symmetric: store signed INT4 nibbles (code - 8, two's complement) with no zero point
         flat = flat ^ 8
-    out = {"packed": pack_int4_padded(flat), "scales": w.scale.float().reshape(n).contiguous()}
+    out = {"packed": pack_int4_padded(flat), "scales": w.scale.float().reshape(rows).contiguous(),
+           "rows": list(shape) if rows == n else [rows, n * k // rows]}
     if not _zero_is_default(w):
-        out["zeros"] = pack_int4_padded(w.zero.round().to(torch.uint8).reshape(n))
+        out["zeros"] = pack_int4_padded(w.zero.round().to(torch.uint8).reshape(rows))
     return out
 
 
@@ -212,12 +215,18 @@ class _DequantizeInt8(torch.autograd.Function):
 
 
 class _Int4Weight(torch.autograd.Function):
+    """The int4 weight of shape ``shape`` dequantized per row of ``rows`` (``[O, K]`` per channel, or
+    ``[O * G, K / G]`` for G groups per output channel: the same codes in the same order), then viewed as
+    ``shape``; one scale (and zero point) per row, so onnxruntime's per-axis DequantizeLinear applies."""
+
     @staticmethod
-    def forward(ctx, packed, scales, zeros, weight_dq, shape):
+    def forward(ctx, packed, scales, zeros, weight_dq, shape, rows):
         return weight_dq
 
     @staticmethod
-    def symbolic(g, packed, scales, zeros, weight_dq, shape):
+    def symbolic(g, packed, scales, zeros, weight_dq, shape, rows):
         inputs = [packed, scales] + ([] if zeros is None else [zeros])
-        out = g.op("edgecomp::Int4Weight", *inputs, shape_i=shape, signed_i=int(zeros is None))
+        # ``rows`` as an attribute: onnx_export.finalize dequantizes rows and adds the Reshape to ``shape``
+        # (a Reshape emitted here loses the kernel shape the Conv symbolic needs)
+        out = g.op("edgecomp::Int4Weight", *inputs, shape_i=shape, rows_i=rows, signed_i=int(zeros is None))
         return out.setType(weight_dq.type())

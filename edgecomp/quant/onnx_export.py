@@ -7,6 +7,7 @@ nibble first, row-major), so the rewrite only retypes the bytes: nothing is wide
 
 from __future__ import annotations
 
+import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 MS_DOMAIN = "com.microsoft"
@@ -17,9 +18,17 @@ def finalize(model):
     graph = model.graph
     _hoist_integer_constants(graph)
     inits = {t.name: t for t in graph.initializer}
+    reshapes = []
     for node in graph.node:
         if node.domain == "edgecomp" and node.op_type == "Int4Weight":
-            _rewrite_int4_weight(node, inits)
+            reshapes += _rewrite_int4_weight(node, inits, graph)
+    if reshapes:  # after its DequantizeLinear: nodes stay in topological order
+        nodes = list(graph.node)
+        for dq_out, reshape in reshapes:
+            at = next(i for i, n in enumerate(nodes) if dq_out in n.output)
+            nodes.insert(at + 1, reshape)
+        del graph.node[:]
+        graph.node.extend(nodes)
     used = {n.domain for n in graph.node} | {""}
     keep = [o for o in model.opset_import if o.domain in used]
     if MS_DOMAIN in used and all(o.domain != MS_DOMAIN for o in keep):
@@ -47,17 +56,27 @@ def _hoist_integer_constants(graph) -> None:
         graph.node.extend(keep)
 
 
-def _rewrite_int4_weight(node, inits) -> None:
+def _rewrite_int4_weight(node, inits, graph) -> list:
+    """Retype in place; returns [(dequantized rows, Reshape node)] when the weight is dequantized as
+    ``rows`` ([O * G, K / G]: one scale per output channel and group) and viewed back as ``shape``."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     shape, signed = list(attrs["shape"]), bool(attrs["signed"])
+    rows = list(attrs.get("rows", shape))
     dtype = TensorProto.INT4 if signed else TensorProto.UINT4
     packed = inits[node.input[0]]
-    _retype(packed, dtype, shape)
-    if len(node.input) > 2:  # per-channel zero points, same int4 type as the codes
-        _retype(inits[node.input[2]], dtype, [shape[0]])
+    _retype(packed, dtype, rows)
+    if len(node.input) > 2:  # per-row zero points, same int4 type as the codes
+        _retype(inits[node.input[2]], dtype, [rows[0]])
     node.domain, node.op_type = MS_DOMAIN, "DequantizeLinear"
     del node.attribute[:]
     node.attribute.extend([helper.make_attribute("axis", 0)])
+    if rows == shape:
+        return []
+    out = node.output[0]
+    node.output[0] = f"{out}_rows"
+    shape_name = f"{out}_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), shape_name))
+    return [(node.output[0], helper.make_node("Reshape", [node.output[0], shape_name], [out], name=f"{out}_view"))]
 
 
 def _retype(tensor, dtype: int, dims: list[int]) -> None:

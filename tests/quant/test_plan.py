@@ -111,3 +111,14 @@ def test_a_shipped_8_bit_output_head_keeps_8_bits():
         net.head.weight.copy_(w * 0.002)
     head = next(p for p in plan_layers(net, QuantizeConfig(scheme="w4a8")) if p.name == "head")
     assert head.grid == WeightGrid(8, symmetric=True) and head.shipped == 32 and head.a_group == 32
+
+
+def test_convolutions_get_groups_when_one_divides_their_reduction_and_depthwise_stays_8_bit():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(96, 16, 1), nn.Conv2d(40, 8, 1))
+    plans = {p.name: p for p in plan_layers(net, QuantizeConfig(scheme="w4a8"))}
+    assert plans["0"].grid == WeightGrid(4, group_size=0)  # K = 27: per output channel
+    assert plans["1"].grid == WeightGrid(8, symmetric=True) and plans["1"].kind == "depthwise"
+    assert plans["2"].grid == WeightGrid(4, group_size=32)  # K = 96: 128 and 64 do not divide it
+    assert plans["3"].grid == WeightGrid(4, group_size=0)  # K = 40
+    explicit = {p.name: p for p in plan_layers(net, QuantizeConfig(scheme="w4a8", group_size=16))}
+    assert explicit["2"].grid.group_size == 16 and explicit["3"].grid.group_size == 0  # 16 does not divide 40

@@ -82,3 +82,32 @@ def test_bad_quantization_requests_exit_2(tmp_path, args, message, or_skip):
     assert r.returncode == 2, r.stderr
     assert r.stderr.splitlines()[0].startswith(f"error: {message}"), r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_grouped_pointwise_and_8_bit_depthwise_convs_lower_like_onnxruntime(tmp_path):
+    import torch
+    from torch import nn
+
+    from edgecomp.specs import TensorSpec
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 96, 3, padding=1), nn.ReLU6(), nn.Conv2d(96, 96, 3, padding=1, groups=96),
+                        nn.ReLU6(), nn.Conv2d(96, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    spec = (TensorSpec("x", (1, 3, 8, 8), "float32"),)
+    rng = np.random.default_rng(5)
+    calib = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    cfg = BuildConfig().with_overrides(["quantize.scheme=w4a8", "quantize.method=rtn"])
+    out = api.build(net, "x86", tmp_path / "convs", cfg, inputs=spec, calibration=calib)
+    per = {r["layer"]: r for r in Artifact.open(out).report()["stages"][2]["per_layer"]}
+    assert (per["0"]["w_bits"], per["0"]["group"]) == (4, 0)  # K = 27
+    assert (per["2"]["w_bits"], per["2"]["group"]) == (8, 0)  # depthwise
+    assert (per["4"]["w_bits"], per["4"]["group"]) == (4, 32)  # pointwise, K = 96: three groups
+    model = onnx.load(str(out / "model.onnx"))
+    dq_rows = {n.output[0] for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.output[0].endswith("_rows")}
+    assert any(n.op_type == "Reshape" and n.input[0] in dq_rows for n in model.graph.node)
+    sess = onnx_tools.session(model)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+        got, want = api.run(out, {"x": x})["output"], sess.run(None, {"x": x})[0]
+        assert onnx_tools.rel_l2_diff([got], [want]) < 1e-3
