@@ -88,7 +88,7 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
     if pad is not None:  # EfficientNet-style "same" convs pad inside forward(); the GEMM sees the padded input
         with torch.no_grad():
             xs_fp, xs_q = [pad(x) for x in xs_fp], [pad(x) for x in xs_q]
-    dims = (-1,) if plan.kind == "linear" else (1, 2, 3)
+    dims = plan.a_dims
     channels = _channel_rows(xs_q, plan.kind)
     cmax = channels.abs().amax(dim=0)
     alpha = inv_shaped = None

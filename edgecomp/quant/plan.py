@@ -40,6 +40,7 @@ class LayerPlan:
     polish: bool  # LogNP-polished activations (alpha folded into the weight columns)
     k: int  # reduction length of one output (in_features, or C_in/groups * kh * kw)
     shipped: int = 0  # group size of the checkpoint's own grid this layer keeps (0: none)
+    a_dims: tuple[int, ...] = (-1,)  # axes one activation scale spans (see act_dims)
 
 
 def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
@@ -88,8 +89,22 @@ def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
             if a_group and k % a_group:
                 raise ConfigError(f"activation group {a_group} does not divide layer {name!r} (in_features {k})",
                                   hint="pick a quantize.act_group_size dividing every Linear's input width, or 0")
-        plans.append(LayerPlan(name, kind, scheme, grid, a_bits, a_group, method, polish, k, shipped_group_size))
+        plans.append(LayerPlan(name, kind, scheme, grid, a_bits, a_group, method, polish, k, shipped_group_size,
+                               act_dims(m, kind)))
     return plans
+
+
+def act_dims(m: nn.Module, kind: str) -> tuple[int, ...]:
+    """The axes one dynamic activation scale spans, chosen so the layer stays an integer GEMM with one scale
+    per GEMM row: Linear inputs per token (-1); pointwise (1x1) conv inputs per pixel over channels (1), a
+    pixel being one GEMM row; depthwise inputs per channel over the image (2, 3), a channel being one
+    filter's whole input; other convs per sample (1, 2, 3), their im2col rows mixing pixels. A per-sample scale
+    on EfficientNet's pointwise convs let one outlier pixel coarsen the whole tensor."""
+    if kind == "linear":
+        return (-1,)
+    if kind == "depthwise":
+        return (2, 3)
+    return (1,) if tuple(m.kernel_size) == (1, 1) else (1, 2, 3)
 
 
 def _shipped(weight, w_bits: int, cfg: QuantizeConfig) -> tuple[WeightGrid, int] | None:

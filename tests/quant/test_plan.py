@@ -120,5 +120,7 @@ def test_convolutions_get_groups_when_one_divides_their_reduction_and_depthwise_
     assert plans["1"].grid == WeightGrid(8, symmetric=True) and plans["1"].kind == "depthwise"
     assert plans["2"].grid == WeightGrid(4, group_size=32)  # K = 96: 128 and 64 do not divide it
     assert plans["3"].grid == WeightGrid(4, group_size=0)  # K = 40
+    # one activation scale per GEMM row: per sample (3x3), per channel (depthwise), per pixel (1x1)
+    assert [plans[n].a_dims for n in "0123"] == [(1, 2, 3), (2, 3), (1,), (1,)]
     explicit = {p.name: p for p in plan_layers(net, QuantizeConfig(scheme="w4a8", group_size=16))}
     assert explicit["2"].grid.group_size == 16 and explicit["3"].grid.group_size == 0  # 16 does not divide 40
