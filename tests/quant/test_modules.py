@@ -64,13 +64,14 @@ def test_linear_exports_integer_weights_that_onnxruntime_matches(grid, a_group):
     del lin
 
 
-@pytest.mark.parametrize("grid", [WeightGrid(4, False, 0), WeightGrid(4, True, 0), WeightGrid(8, True, 0),
-                                  WeightGrid(4, False, 24), WeightGrid(4, True, 24)],
-                         ids=["uint4", "int4", "int8", "uint4-g24", "int4-g24"])
-@pytest.mark.parametrize("groups", [1, 8])
+CONV_CASES = [(grid, groups) for grid in (WeightGrid(4, False, 0), WeightGrid(4, True, 0), WeightGrid(8, True, 0))
+              for groups in (1, 8)] + [(WeightGrid(4, False, 24), 1), (WeightGrid(4, True, 24), 1)]  # K = 72
+
+
+@pytest.mark.parametrize(("grid", "groups"), CONV_CASES,
+                         ids=lambda v: v if isinstance(v, int) else f"{'int' if v.symmetric else 'uint'}{v.bits}"
+                         f"-g{v.group_size}")
 def test_conv_exports_int4_dequantize_linear(grid, groups):
-    if grid.group_size and groups > 1:
-        pytest.skip("a depthwise filter (K = 9) has no groups")
     g = torch.Generator().manual_seed(1)
     conv = nn.Conv2d(8, 16 if groups == 1 else 8, 3, padding=1, groups=groups)  # K = 72: three groups of 24
     with torch.no_grad():
