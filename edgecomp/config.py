@@ -19,6 +19,7 @@ QUANT_METHODS = ("quartdepth", "gptq", "rtn")
 PRUNE_METHODS = ("newton", "upop", "magnitude", "flap")
 MAX_PRUNE_RATIO = 0.95  # beyond this a block keeps too little to be worth running
 MERGE_METHODS = ("tome", "crossget", "random", "pool")
+GROUP_SIZES = (16, 32, 64, 128, 256)  # weight / activation group sizes along K (0 = none: per channel / token)
 
 
 def _check(cond: bool, message: str, hint: str = "fix the recipe or the --set value (README: Recipes)") -> None:
@@ -117,10 +118,10 @@ class QuantizeConfig:
     def __post_init__(self):
         _check(self.scheme in QUANT_SCHEMES, f"unknown quantization scheme {self.scheme!r}", f"one of {QUANT_SCHEMES}")
         _check(self.method in QUANT_METHODS, f"unknown quantization method {self.method!r}", f"one of {QUANT_METHODS}")
-        _check(self.group_size in (0, 16, 32, 64, 128, 256),
+        _check(self.group_size in (0, *GROUP_SIZES),
                f"quantize.group_size must be 16, 32, 64, 128 or 256 (0 = auto), got {self.group_size}",
                "e.g. --group-size 128")
-        _check(self.act_group_size in (0, 16, 32, 64, 128, 256),
+        _check(self.act_group_size in (0, *GROUP_SIZES),
                f"quantize.act_group_size must be 16, 32, 64, 128 or 256 (0 = per token), got {self.act_group_size}",
                "e.g. --set quantize.act_group_size=32")
         _check(self.weight_bits in (0, 2, 3, 4, 8), f"unsupported weight bit-width {self.weight_bits}",

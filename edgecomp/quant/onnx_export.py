@@ -18,15 +18,12 @@ def finalize(model):
     graph = model.graph
     _hoist_integer_constants(graph)
     inits = {t.name: t for t in graph.initializer}
-    reshapes = []
+    nodes = []
     for node in graph.node:
+        nodes.append(node)
         if node.domain == "edgecomp" and node.op_type == "Int4Weight":
-            reshapes += _rewrite_int4_weight(node, inits, graph)
-    if reshapes:  # after its DequantizeLinear: nodes stay in topological order
-        nodes = list(graph.node)
-        for dq_out, reshape in reshapes:
-            at = next(i for i, n in enumerate(nodes) if dq_out in n.output)
-            nodes.insert(at + 1, reshape)
+            nodes += _rewrite_int4_weight(node, inits, graph)  # its Reshape right after: order stays topological
+    if len(nodes) != len(graph.node):
         del graph.node[:]
         graph.node.extend(nodes)
     used = {n.domain for n in graph.node} | {""}
@@ -57,8 +54,8 @@ def _hoist_integer_constants(graph) -> None:
 
 
 def _rewrite_int4_weight(node, inits, graph) -> list:
-    """Retype in place; returns [(dequantized rows, Reshape node)] when the weight is dequantized as
-    ``rows`` ([O * G, K / G]: one scale per output channel and group) and viewed back as ``shape``."""
+    """Retype in place; returns the nodes to follow it: a Reshape when the weight is dequantized as ``rows``
+    ([O * G, K / G]: one scale per output channel and group) and viewed back as ``shape``, else none."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     shape, signed = list(attrs["shape"]), bool(attrs["signed"])
     rows = list(attrs.get("rows", shape))
@@ -76,7 +73,7 @@ def _rewrite_int4_weight(node, inits, graph) -> list:
     node.output[0] = f"{out}_rows"
     shape_name = f"{out}_shape"
     graph.initializer.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), shape_name))
-    return [(node.output[0], helper.make_node("Reshape", [node.output[0], shape_name], [out], name=f"{out}_view"))]
+    return [helper.make_node("Reshape", [node.output[0], shape_name], [out], name=f"{out}_view")]
 
 
 def _retype(tensor, dtype: int, dims: list[int]) -> None:
