@@ -34,8 +34,12 @@ class PruneConfig:
     budget_ms: float = 0.0  # > 0: find the smallest ratio whose built artifact meets this p50 latency
     multiple: int = 8  # kept MLP widths are rounded to a multiple of this
     rank: str = "loss"  # newton: loss (Thm 3's compensated loss per unit) | mask (the Newton mask, §3.2-3.3)
+    heads: str = "auto"  # cut attention heads: auto (yes, except grouped-query attention) | yes | no
     allocation: str = "uniform"  # uniform: every layer loses the ratio | global: one ranking across layers
     sequential: bool = True  # uniform: score + compensate layer by layer on the already-pruned model
+    # sequential newton: refit each output projection to the unpruned model's output (original) or to the
+    # pruned model's own full-width output (pruned: the paper's Thm 3 on the layer alone)
+    compensate_to: str = "pruned"
     lam: float = 1.0  # Newton: weight λ of the (1ᵀz - r)² term, with X normalised to ‖X‖_F = 1
     damp: float = 0.01  # Newton compensation: γ as a fraction of mean(diag XᵀX)
     # UPop (search + retrain on the model's task, edgecomp.prune.upop): vit-fmnist and minilm-l6 only
@@ -55,6 +59,9 @@ class PruneConfig:
         _check(self.budget_ms >= 0, f"prune.budget_ms must be >= 0, got {self.budget_ms}", "e.g. --prune-budget-ms 5")
         _check(self.allocation in ("global", "uniform"), f"unknown prune.allocation {self.allocation!r}",
                "global | uniform")
+        _check(self.heads in ("auto", "yes", "no"), f"unknown prune.heads {self.heads!r}", "auto | yes | no")
+        _check(self.compensate_to in ("original", "pruned"), f"unknown prune.compensate_to {self.compensate_to!r}",
+               "original | pruned")
         _check(self.rank in ("loss", "mask"), f"unknown prune.rank {self.rank!r}", "loss | mask")
         _check(self.multiple >= 1, f"prune.multiple must be >= 1, got {self.multiple}", "e.g. 8")
         _check(self.lam > 0 and self.damp >= 0, f"prune.lam must be > 0 and prune.damp >= 0, got {self.lam}, "

@@ -15,11 +15,13 @@ Returns a summary with per-layer kept heads / channels and parameter counts befo
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from edgecomp.prune import plan as planning
-from edgecomp.prune.calibrate import collect
+from edgecomp.prune.calibrate import Reference, collect
 from edgecomp.prune.methods import METHODS
 from edgecomp.prune.structures import (
     Layer,
@@ -34,10 +36,14 @@ from edgecomp.prune.structures import (
 from edgecomp.specs import Feeds
 
 
-def prunable_params(layers: list[Layer]) -> int:
-    """Parameters the pruner can remove (q/k/v rows unless GQA, o columns, MLP rows and columns, biases)."""
-    return sum(L.attn.heads * head_params(L.attn) + L.mlp.output.in_features * channel_params(L.mlp)
-               for L in layers)
+def prunable_params(layers: list[Layer], head_costs: list[int] | None = None) -> int:
+    """Parameters the pruner can remove (q/k/v rows unless GQA, o columns, MLP rows and columns, biases).
+
+    ``head_costs``: each layer's parameters per head as counted before pruning; GQA cut to one query head
+    per group no longer looks grouped, and would otherwise count its k/v rows from then on."""
+    costs = head_costs or [head_params(L.attn) for L in layers]
+    return sum(L.attn.heads * c + L.mlp.output.in_features * channel_params(L.mlp)
+               for L, c in zip(layers, costs, strict=True))
 
 
 def count_params(module: nn.Module) -> int:
@@ -72,6 +78,14 @@ def flops(module: nn.Module, feed: Feeds, input_names: list[str]) -> int:
     return total[0] + sum(4 * tokens[L.index] ** 2 * L.attn.heads * L.attn.head_dim for L in layers)
 
 
+def cuts_heads(site, cfg) -> bool:
+    """Whether attention heads may go (``prune.heads``): auto cuts them except under grouped-query attention,
+    where one unit is a slice across every KV group (SmolLM2: a third of the layer's heads at once) and
+    cutting them cost far more perplexity than the same parameters of MLP channels (README: Structured
+    pruning), as Minitron also found for GQA models. Their parameters still count in what ``ratio`` is of."""
+    return cfg.heads == "yes" or (cfg.heads == "auto" and not site.grouped)
+
+
 def score_units(layers: list[Layer], stats, method, ratio: float, cfg) -> list[planning.Unit]:
     """Every removable unit of every layer with its score and cost (``stats`` = [attn_0, mlp_0, attn_1, ...])."""
     units = []
@@ -89,7 +103,8 @@ def score_units(layers: list[Layer], stats, method, ratio: float, cfg) -> list[p
             if method.unit_score is not None and len(members) > 1:  # a GQA slice is scored as one group
                 score = method.unit_score(a.output.weight.data, s_attn, [head_channels(a, members)],
                                           [len(members) * head_params(a)], cfg)[0]
-            units.append(planning.Unit(L.index, "head", tuple(members), float(score), len(members) * head_params(a)))
+            units.append(planning.Unit(L.index, "head", tuple(members), float(score), len(members) * head_params(a),
+                                       removable=cuts_heads(a, cfg)))
         W, cost = m.output.weight.data, channel_params(m)
         if method.unit_score is not None:
             z = method.unit_score(W, s_mlp, [torch.tensor([i]) for i in range(W.shape[1])], [cost] * W.shape[1], cfg)
@@ -115,11 +130,17 @@ def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) ->
     method = METHODS.get(cfg.method)
     layers = layers_of(module)
     params_before, prunable = count_params(module), prunable_params(layers)
+    head_costs = [head_params(L.attn) for L in layers]
     per_layer, tokens = [], 0
     sequential = cfg.allocation == "uniform" and cfg.sequential and not method.standardize
     if sequential:
-        for L in layers:
-            stats = collect(module, [L.attn.output, L.mlp.output], feeds, input_names, stop_after=L.mlp.output)
+        # the unpruned model, for refitting each projection to its original output (compensate_to=original)
+        original = copy.deepcopy(module) if cfg.compensate_to == "original" and method.compensate else None
+        original_layers = layers_of(original) if original is not None else [None] * len(layers)
+        for L, R in zip(layers, original_layers, strict=True):
+            reference = None if R is None else Reference(original, [R.attn.output, R.mlp.output])
+            stats = collect(module, [L.attn.output, L.mlp.output], feeds, input_names, stop_after=True,
+                            reference=reference)
             units = score_units([L], stats, method, cfg.ratio, cfg)
             per_layer.append(_cut(L, planning.select(units, cfg.ratio, cfg.multiple), *stats, method, cfg))
             tokens = stats[0].n
@@ -133,8 +154,9 @@ def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) ->
                      for L, s_attn, s_mlp in zip(layers, stats[0::2], stats[1::2], strict=True)]
         tokens = stats[0].n if stats else 0
     after = count_params(module)
-    prunable_after = prunable_params(layers)
-    return {"method": cfg.method, "allocation": cfg.allocation, "sequential": sequential, "ratio": cfg.ratio,
+    prunable_after = prunable_params(layers, head_costs)
+    return {"method": cfg.method, "allocation": cfg.allocation, "sequential": sequential, "heads": cfg.heads,
+            "compensate_to": cfg.compensate_to if sequential and method.compensate else None, "ratio": cfg.ratio,
             "multiple": cfg.multiple, "calibration_tokens": tokens,
             "params": [params_before, after], "prunable_params": [prunable, prunable_after],
             "removed_share_of_prunable": round(1 - prunable_after / prunable, 4) if prunable else 0.0,
@@ -151,6 +173,8 @@ def _cut(L: Layer, removed: dict, s_attn, s_mlp, method, cfg) -> dict:
     if gone_heads:
         w, b = _compensated(method, a.output, s_attn, head_channels(a, kept_heads), head_channels(a, gone_heads), cfg)
         keep_heads(a, kept_heads, w, b)
+    elif s_attn.C is not None:  # nothing cut: still refit to the unpruned output (earlier cuts' drift)
+        _refit(method, a.output, s_attn, cfg)
     gone = torch.tensor(sorted(u.members[0] for u in removed.get((L.index, "channel"), [])), dtype=torch.int64)
     if len(gone):
         mask = torch.ones(width_before, dtype=torch.bool)
@@ -158,8 +182,19 @@ def _cut(L: Layer, removed: dict, s_attn, s_mlp, method, cfg) -> dict:
         kept = mask.nonzero()[:, 0]
         w, b = _compensated(method, m.output, s_mlp, kept, gone, cfg)
         keep_channels(m, kept, w, b)
+    elif s_mlp.C is not None:
+        _refit(method, m.output, s_mlp, cfg)
     return {"layer": L.index, "heads": [heads_before, a.heads], "kept_heads": kept_heads,
             "mlp_channels": [width_before, m.output.in_features]}
+
+
+def _refit(method, output: nn.Linear, stats, cfg) -> None:
+    """Refit an output projection that lost no channel to the unpruned model's output, in place."""
+    w, b = _compensated(method, output, stats, torch.arange(output.in_features), torch.zeros(0, dtype=torch.int64), cfg)
+    if w is not None:
+        output.weight.data = w.to(output.weight.dtype)
+    if b is not None:
+        output.bias.data = b.to(output.weight.dtype)
 
 
 def _compensated(method, output: nn.Linear, stats, keep: torch.Tensor, pruned: torch.Tensor, cfg):

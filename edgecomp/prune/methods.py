@@ -49,7 +49,7 @@ def _newton_unit_score(W, stats: InputStats, groups, costs, cfg) -> torch.Tensor
 
 
 def _newton_compensate(W, b, stats: InputStats, keep, pruned, cfg):
-    return scoring.compensate(W, stats.G, keep, damp=cfg.damp), b
+    return scoring.compensate(W, stats.G, keep, damp=cfg.damp, C=stats.C), b
 
 
 def _flap_score(W, W_ins, stats: InputStats, rho: float, cfg) -> torch.Tensor:

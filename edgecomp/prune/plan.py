@@ -25,6 +25,7 @@ class Unit:
     members: tuple[int, ...]  # query heads of the unit, or the one channel index
     score: float  # higher = keep
     cost: int  # parameters removed with it
+    removable: bool = True  # False: counts in the total the ratio is taken of, but is never removed
 
 
 def standardize(units: list[Unit]) -> list[Unit]:
@@ -35,7 +36,7 @@ def standardize(units: list[Unit]) -> list[Unit]:
         s = np.array([u.score for u in group], dtype=np.float64)
         mu, sd = s.mean(), s.std()
         z = (s - mu) / (sd if sd > 0 else 1.0)
-        out += [Unit(u.layer, u.kind, u.members, float(v), u.cost) for u, v in zip(group, z, strict=True)]
+        out += [Unit(u.layer, u.kind, u.members, float(v), u.cost, u.removable) for u, v in zip(group, z, strict=True)]
     return out
 
 
@@ -43,7 +44,8 @@ def select(units: list[Unit], ratio: float, multiple: int = 8,
            uniform: bool = False) -> dict[tuple[int, str], list[Unit]]:
     """The units to remove, keyed by (layer, kind).
 
-    ``units`` lists every removable unit of every layer (a layer's heads and channels all present).
+    ``units`` lists every unit of every layer (a layer's heads and channels all present); those with
+    ``removable=False`` count in the total the ratio is taken of but are never chosen.
     ``uniform``: every layer loses ``ratio`` of its own parameters (ranking within the layer only).
     """
     if uniform:
@@ -64,7 +66,7 @@ def select(units: list[Unit], ratio: float, multiple: int = 8,
         if spent >= budget:
             break
         key = (u.layer, u.kind)
-        if left[key] <= floor[u.kind]:
+        if not u.removable or left[key] <= floor[u.kind]:
             continue
         removed[key].append(u)
         left[key] -= 1

@@ -38,13 +38,20 @@ def newton_mask(W: torch.Tensor, G: torch.Tensor, rho: float, lam: float = 1.0,
     return 1.0 - u
 
 
-def compensate(W: torch.Tensor, G: torch.Tensor, keep: torch.Tensor, damp: float = 1e-2) -> torch.Tensor:
+def compensate(W: torch.Tensor, G: torch.Tensor, keep: torch.Tensor, damp: float = 1e-2,
+               C: torch.Tensor | None = None) -> torch.Tensor:
     """The optimal update of the kept columns once the others are removed (§3.4, Thm 3): W′ [out, D], with
     the pruned columns zero.
 
     ``δW* = −G⁻¹M_p(M_pᵀG⁻¹M_p)⁻¹M_pᵀW`` (paper orientation) equals the least-squares refit of the kept
     channels to the full output, ``W′_k = W_k + W_p G_pk G_kk⁻¹`` (torch orientation), which needs only
     the kept block; ``damp``·mean(diag) is added to G_kk (the paper's γI) for singular XᵀX.
+
+    With ``C = XᵀX_ref`` [D, D] (the inputs X of the model being pruned against the same tokens' inputs
+    X_ref in the unpruned model, whose projection is W) the target is the unpruned output instead:
+    ``min ‖X_ref Wᵀ − X_k W′_kᵀ‖² + γ‖W′_k − W_k‖²``, i.e. ``W′_kᵀ = W_kᵀ + (G_kk + γI)⁻¹(C_k Wᵀ − G_kk W_kᵀ)``,
+    which is the formula above when X = X_ref and also refits a projection that lost nothing (``keep`` all)
+    to undo the drift earlier cuts left in its input. The damping pulls towards W_k, never towards 0.
     """
     W64, G = W.double(), G.double()
     D = G.shape[0]
@@ -52,9 +59,14 @@ def compensate(W: torch.Tensor, G: torch.Tensor, keep: torch.Tensor, damp: float
     mask[keep] = True
     k, p = mask.nonzero()[:, 0], (~mask).nonzero()[:, 0]
     out = torch.zeros_like(W64)
-    # W_k' ᵀ = W_kᵀ + G_kk⁻¹ G_kp W_pᵀ
-    delta = _cholesky_solve(G[k][:, k], G[k][:, p] @ W64[:, p].T, damp, "kept-input Gram matrix") if len(p) else 0.0
-    out[:, k] = W64[:, k] + (delta.T if len(p) else 0.0)
+    out[:, k] = W64[:, k]
+    if C is not None:  # W'_kᵀ = W_kᵀ + G_kk⁻¹ (C_k Wᵀ − G_kk W_kᵀ)
+        rhs = C.double()[k] @ W64.T - G[k][:, k] @ W64[:, k].T
+    elif len(p):  # W'_kᵀ = W_kᵀ + G_kk⁻¹ G_kp W_pᵀ
+        rhs = G[k][:, p] @ W64[:, p].T
+    else:
+        return out.to(W.dtype)
+    out[:, k] += _cholesky_solve(G[k][:, k], rhs, damp, "kept-input Gram matrix").T
     return out.to(W.dtype)
 
 

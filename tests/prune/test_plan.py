@@ -51,3 +51,12 @@ def test_standardize_makes_kinds_comparable():
     for kind in ("head", "channel"):
         s = [u.score for u in z if u.kind == kind]
         assert abs(sum(s) / len(s)) < 1e-9
+
+
+def test_units_that_cannot_go_count_in_the_budget_but_stay():
+    units = [Unit(u.layer, u.kind, u.members, u.score, u.cost, removable=u.kind != "head") for u in _units()]
+    removed = select(units, 0.3, multiple=1)
+    total = sum(u.cost for u in units)
+    assert not any(kind == "head" for _, kind in removed)
+    # 30 % of everything, heads included, comes out of the channels alone
+    assert 0.3 * total <= _cost(removed) < 0.3 * total + 10

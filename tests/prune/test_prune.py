@@ -57,10 +57,25 @@ def test_newton_compensation_beats_dropping(tiny_vit):
     assert errs[0.01] < errs[None]
 
 
+@pytest.mark.parametrize("target", ["pruned", "original"])
+def test_refit_to_the_original_output_also_touches_projections_that_lost_nothing(tiny_vit, target):
+    module, spec, feeds = tiny_vit
+    o_before = [blk.attn.o.weight.detach().clone() for blk in module.blocks]
+    cfg = PruneConfig(ratio=0.3, method="newton", heads="no", compensate_to=target)
+    summary = prune(module, cfg, feeds, ["pixels"])
+    assert summary["compensate_to"] == target
+    # heads=no: every o projection keeps its width; only the refit to the unpruned output rewrites them
+    # (layer 0 sees no earlier cut: its inputs equal the unpruned ones and the refit leaves it as it was)
+    changed = [not torch.allclose(blk.attn.o.weight, w, atol=1e-6)
+               for blk, w in zip(module.blocks, o_before, strict=True)]
+    assert changed == [False] + [target == "original"] * (len(changed) - 1)
+
+
 @pytest.mark.parametrize("family", ["tiny_bert", "tiny_llama"])
 def test_pruned_hf_families_build_and_match_torch(family, request, tmp_path):
     module, spec, feeds = request.getfixturevalue(family)
-    cfg = BuildConfig().with_overrides(["prune.ratio=0.4", "prune.method=newton"])
+    # heads=yes: the GQA slice cut is what the export and the TVM build must carry (auto keeps GQA heads)
+    cfg = BuildConfig().with_overrides(["prune.ratio=0.4", "prune.method=newton", 'prune.heads="yes"'])
     out = api.build(module, "x86", tmp_path / family, cfg, inputs=spec, calibration=feeds)
     pruned = copy.deepcopy(module)
     prune(pruned, cfg.prune, feeds, [s.name for s in spec])
@@ -69,6 +84,18 @@ def test_pruned_hf_families_build_and_match_torch(family, request, tmp_path):
         np.testing.assert_allclose(got, _outputs(pruned, spec, [feed])[0].numpy(), rtol=1e-4, atol=1e-4)
     report = {s["stage"]: s for s in json.loads((out / "report.json").read_text())["stages"]}
     assert report["prune"]["status"] == "done" and report["prune"]["flops"][1] < report["prune"]["flops"][0]
+
+
+@pytest.mark.parametrize(("family", "heads", "cut"), [("tiny_llama", "auto", False), ("tiny_llama", "yes", True),
+                                                      ("tiny_vit", "auto", True), ("tiny_vit", "no", False)])
+def test_heads_setting_decides_whether_heads_go_and_the_ratio_still_counts_them(family, heads, cut, request):
+    module, spec, feeds = request.getfixturevalue(family)
+    # 0.6: the tiny Llama's Newton ranking cuts a GQA slice there when it may (at 0.4 it cuts channels only)
+    summary = prune(module, PruneConfig(ratio=0.6, method="newton", heads=heads), feeds, [s.name for s in spec])
+    assert any(layer["heads"][1] < layer["heads"][0] for layer in summary["layers"]) == cut
+    # kept heads still count in what the ratio is of (the channels make up the share alone, down to their
+    # floor of 8); a GQA layer cut to one head per group still counts its heads at their GQA cost
+    assert 0.4 <= summary["removed_share_of_prunable"] <= 0.8
 
 
 def test_vit_build_is_smaller_on_disk_in_proportion(tiny_vit, tmp_path):

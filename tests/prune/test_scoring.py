@@ -58,6 +58,27 @@ def test_compensation_equals_the_papers_closed_form_and_beats_dropping():
     assert err(Wc) < 0.5 * err(dropped)
 
 
+def test_compensation_to_the_original_output_is_the_least_squares_fit_through_drifted_inputs():
+    X_ref, W, _ = _problem()
+    g = torch.Generator().manual_seed(1)
+    X = X_ref + 0.3 * torch.randn(X_ref.shape, generator=g, dtype=torch.float64)  # earlier cuts' drift
+    G, C = X.T @ X, X.T @ X_ref
+    keep = torch.tensor([i for i in range(24) if i % 3])
+    Wc = scoring.compensate(W, G, keep, damp=0.0, C=C)
+    # the normal equations' solution of min ‖X_ref Wᵀ − X_k W'_kᵀ‖², pruned columns zero
+    expected = torch.linalg.lstsq(X[:, keep], X_ref @ W.T).solution.T
+    torch.testing.assert_close(Wc[:, keep], expected, rtol=1e-7, atol=1e-9)
+    assert Wc[:, [i for i in range(24) if i % 3 == 0]].abs().max() == 0
+    # C = XᵀX (no drift) is the paper's compensation; keeping every column still undoes the drift
+    torch.testing.assert_close(scoring.compensate(W, G, keep, damp=0.0, C=G), scoring.compensate(W, G, keep, damp=0.0))
+    full = scoring.compensate(W, G, torch.arange(24), damp=0.0, C=C)
+    err = lambda V: float(((X_ref @ W.T - X @ V.T) ** 2).sum())  # noqa: E731
+    assert err(full) < 0.9 * err(W)
+    # damping pulls the fit towards the original weights, not towards zero
+    heavy = scoring.compensate(W, G, torch.arange(24), damp=1e6, C=C)
+    torch.testing.assert_close(heavy, W, rtol=0, atol=1e-3 * float(W.abs().max()))
+
+
 def test_optimal_loss_is_the_output_energy_left_after_compensation():
     X, W, G = _problem()
     groups = [torch.tensor([3]), torch.tensor([5, 6, 7])]
