@@ -112,6 +112,8 @@ ABLATIONS = (
     ("smollm2-135m", 0.2, "newton rank=loss, global", ("prune.allocation=\"global\"",)),
     ("smollm2-135m", 0.2, "newton rank=loss, uniform, one pass", ("prune.sequential=false",)),
     ("smollm2-135m", 0.2, "newton rank=mask, uniform", ("prune.rank=\"mask\"",)),
+    ("smollm2-135m", 0.2, "newton, heads=yes (GQA slices cut too)", ("prune.heads=\"yes\"",)),
+    ("smollm2-135m", 0.2, "newton, compensate_to=original", ("prune.compensate_to=\"original\"",)),
 )
 
 
@@ -135,8 +137,9 @@ def ablation_table() -> str:
                                                                            int(f.stem.rsplit("-", 1)[1]))):
         r = json.loads(f.read_text())
         ev = r["eval"]
-        rows.append(f"| {r['model']} | {r['ratio']} | {r['name']} | {ev['metric']} {ev['value']:.4f} |")
-    return ("Design ablations (Newton's ranking, allocation, layer-by-layer pruning):\n\n" + "\n".join(rows) +
+        rows.append(f"| {r['model']} | {r['ratio']} | {r['name']} | {_quality(ev)} |")
+    return ("Design ablations (Newton's ranking, allocation, layer-by-layer pruning, GQA heads, refit target):"
+            "\n\n" + "\n".join(rows) +
             "\n\nTorch evaluation, same calibration and data as the table above; the default "
             "(rank=loss, uniform, layer by layer) is the `newton` row there. Regenerate: "
             "`python bench/prune_results.py --ablations` (JSON in `bench/results/prune/ablation/`).")
@@ -186,6 +189,17 @@ def _rows() -> list[dict]:
     return [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
 
 
+def _quality(ev: dict) -> str:
+    """The row's quality: the task metric, with the secondary sets (enwiki, WS353 / SL999) where measured."""
+    quality = f"{ev['metric']} {ev['value']:.4f}"
+    if "enwiki_perplexity" in ev["details"]:
+        quality += f" (enwiki {ev['details']['enwiki_perplexity']:.2f})"
+    if "wordsim353_spearman" in ev["details"]:
+        quality += (f" (WS353 {ev['details']['wordsim353_spearman']:.3f}, SL999 "
+                    f"{ev['details'].get('simlex999_spearman', float('nan')):.3f})")
+    return quality
+
+
 def table() -> str:
     rows = ["| model | ratio | method (allocation) | quality | params | removed of prunable | GFLOPs | "
             "params.bin MB | edgecomp p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
@@ -195,12 +209,7 @@ def table() -> str:
         order = {v: i for i, v in enumerate(("unpruned", *VARIANTS, "newton-global", "magnitude-global", "upop"))}
         for r in sorted(mine, key=lambda r: (r["ratio"], order.get(r["variant"], 99))):
             ev, p = r["eval"], r["prune"]
-            quality = f"{ev['metric']} {ev['value']:.4f}"
-            if "enwiki_perplexity" in ev["details"]:
-                quality += f" (enwiki {ev['details']['enwiki_perplexity']:.2f})"
-            if "wordsim353_spearman" in ev["details"]:
-                quality += (f" (WS353 {ev['details']['wordsim353_spearman']:.3f}, SL999 "
-                            f"{ev['details'].get('simlex999_spearman', float('nan')):.3f})")
+            quality = _quality(ev)
             params = p["params"][1] if "params" in p else None
             removed = f"{p['removed_share_of_prunable']:.1%}" if "removed_share_of_prunable" in p else "–"
             gflops = f"{p['flops'][1] / 1e9:.2f}" if "flops" in p else "–"
