@@ -13,7 +13,7 @@ widths stay kernel-friendly.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def standardize(units: list[Unit]) -> list[Unit]:
         s = np.array([u.score for u in group], dtype=np.float64)
         mu, sd = s.mean(), s.std()
         z = (s - mu) / (sd if sd > 0 else 1.0)
-        out += [Unit(u.layer, u.kind, u.members, float(v), u.cost, u.removable) for u, v in zip(group, z, strict=True)]
+        out += [replace(u, score=float(v)) for u, v in zip(group, z, strict=True)]
     return out
 
 
