@@ -78,8 +78,7 @@ def plan_layers(module: nn.Module, cfg: QuantizeConfig) -> list[LayerPlan]:
         else:
             # convolutions: groups along the flattened [C_in * kh * kw] reduction when one divides it (pointwise
             # convs are Linear layers over channels), else one scale per output channel
-            conv_group = next((g for g in ((cfg.group_size,) if cfg.group_size else AUTO_GROUPS) if k % g == 0), 0)
-            grid = WeightGrid(w_bits, symmetric=cfg.symmetric, group_size=conv_group)
+            grid = WeightGrid(w_bits, symmetric=cfg.symmetric, group_size=_dividing_group(k, cfg))
         method = "rtn" if kind == "depthwise" else cfg.method
         polish = a_bits is not None and (cfg.polish == "on" or
                                          (cfg.polish == "auto" and method == "quartdepth" and a_bits == 4))
@@ -141,6 +140,13 @@ def _w_bits(scheme: str, cfg: QuantizeConfig) -> int:
     return cfg.weight_bits if (bits == 4 and cfg.weight_bits) else bits
 
 
+def _dividing_group(k: int, cfg: QuantizeConfig) -> int:
+    """The group size along a reduction of length ``k`` for layers that fall back rather than fail: the
+    configured one if it divides ``k``, else (auto) the largest of AUTO_GROUPS that does; 0 if none fits."""
+    candidates = (cfg.group_size,) if cfg.group_size else AUTO_GROUPS
+    return next((g for g in candidates if k % g == 0), 0)
+
+
 def _auto_group(linears: list[nn.Linear]) -> int:
     for g in AUTO_GROUPS:
         if all(m.in_features % g == 0 for m in linears):
@@ -161,9 +167,8 @@ def embedding_grid(name: str, emb: nn.Embedding, cfg: QuantizeConfig) -> WeightG
         return None
     if cfg.shipped_grid and (g8 := shipped_group(emb.weight.detach().float(), bits=8, symmetric=True)):
         return WeightGrid(8, symmetric=True, group_size=g8)  # shipped on GGUF's Q8_0 grid: kept, lossless
-    d = emb.embedding_dim
-    group = cfg.group_size or next((g for g in AUTO_GROUPS if d % g == 0), 0)
-    if not group or d % group:
+    group = _dividing_group(emb.embedding_dim, cfg)
+    if not group:
         return None  # no int4 group fits this width: keep the table float rather than fail the build
     # always 4-bit: GatherBlockQuantized has no 3/2-bit form, and sub-4-bit studies are about the GEMMs
     return WeightGrid(4, symmetric=cfg.symmetric, group_size=group)
