@@ -39,9 +39,9 @@ from edgecomp.specs import Feeds
 def prunable_params(layers: list[Layer], head_costs: list[int] | None = None) -> int:
     """Parameters the pruner can remove (q/k/v rows unless GQA, o columns, MLP rows and columns, biases).
 
-    ``head_costs``: each layer's parameters per head as counted before pruning; GQA cut to one query head
-    per group no longer looks grouped, and would otherwise count its k/v rows from then on."""
-    costs = head_costs or [head_params(L.attn) for L in layers]
+    ``head_costs``: each layer's parameters per head as counted before pruning (default: counted now); GQA
+    cut to one query head per group no longer looks grouped, and would otherwise count its k/v rows."""
+    costs = [head_params(L.attn) for L in layers] if head_costs is None else head_costs
     return sum(L.attn.heads * c + L.mlp.output.in_features * channel_params(L.mlp)
                for L, c in zip(layers, costs, strict=True))
 
@@ -129,8 +129,8 @@ def prune(module: nn.Module, cfg, feeds: list[Feeds], input_names: list[str]) ->
                           hint="call edgecomp.prune.upop.upop(module, cfg, loss_fn), or build with the prune stage")
     method = METHODS.get(cfg.method)
     layers = layers_of(module)
-    params_before, prunable = count_params(module), prunable_params(layers)
-    head_costs = [head_params(L.attn) for L in layers]
+    head_costs = [head_params(L.attn) for L in layers]  # before any cut: GQA cut to one head per group changes it
+    params_before, prunable = count_params(module), prunable_params(layers, head_costs)
     per_layer, tokens = [], 0
     sequential = cfg.allocation == "uniform" and cfg.sequential and not method.standardize
     if sequential:
