@@ -47,6 +47,7 @@ def build(source, target: Target, out: str | Path, cfg: BuildConfig | None = Non
                           trust_remote_code=cfg.trust_remote_code)
     timings["import"] = round(time.perf_counter() - t0, 3)
     _check_order(model.form, cfg)
+    cfg = align_prune_to_quant(cfg)
     if cfg.prune.budget_ms > 0:
         model, cfg = _search_budget(model, cfg, target, Path(out), timings, progress)
     else:
@@ -57,6 +58,22 @@ def build(source, target: Target, out: str | Path, cfg: BuildConfig | None = Non
     # rewriting it afterwards would touch the artifact outside the rename.
     timings["total"] = round(time.perf_counter() - t0, 3)
     return artifact.write(model, cfg, target, Path(out), timings)
+
+
+def align_prune_to_quant(cfg: BuildConfig) -> BuildConfig:
+    """``cfg`` with ``prune.multiple`` raised to a multiple of the int4 weight group when a 4-bit weight scheme
+    follows pruning: a kept MLP width of e.g. 1488 (a multiple of 8) is divisible by no int4 group, and the
+    quantize stage would then refuse the down projection. The smallest auto group (32) is enough for the
+    auto choice; an explicit ``quantize.group_size`` must divide the kept widths itself."""
+    import math
+
+    from edgecomp.quant.plan import AUTO_GROUPS, SCHEME_BITS
+
+    q = cfg.quantize
+    if not (cfg.prune.enabled and q.enabled) or SCHEME_BITS[q.scheme][0] != 4 or q.weight_bits == 8:
+        return cfg
+    multiple = math.lcm(cfg.prune.multiple, q.group_size or AUTO_GROUPS[-1])
+    return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, multiple=multiple))
 
 
 def _compile(model, cfg: BuildConfig, target: Target, timings: dict, progress=None):

@@ -50,3 +50,18 @@ def test_onnx_file_source_builds(tmp_path, tiny_artifact):
     np.testing.assert_allclose(next(iter(a.values())), b["output"], rtol=1e-5, atol=1e-6)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source"]["kind"] == "onnx" and len(manifest["source"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("overrides,multiple", [
+    (["prune.ratio=0.3", "quantize.scheme=w4a8"], 32),  # auto group: the smallest auto group divides
+    (["prune.ratio=0.3", "quantize.scheme=w4a16", "quantize.group_size=128"], 128),
+    (["prune.ratio=0.3", "prune.multiple=48", "quantize.scheme=w4a4"], 96),
+    (["prune.ratio=0.3", "quantize.scheme=w8a8"], 8),  # int8 per channel: any width
+    (["prune.ratio=0.3", "quantize.scheme=w4a8", "quantize.weight_bits=8"], 8),
+    (["quantize.scheme=w4a8"], 8),  # no pruning
+])
+def test_pruned_widths_are_rounded_to_the_int4_group_that_follows(overrides, multiple):
+    from edgecomp.pipeline import align_prune_to_quant
+
+    cfg = align_prune_to_quant(BuildConfig().with_overrides(overrides))
+    assert cfg.prune.multiple == multiple
