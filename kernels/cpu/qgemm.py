@@ -152,45 +152,49 @@ def build_quantize_rows(p: QGemm):
 
     M, K, G, Mp, qmax = p.M, p.K, p.G, p.Mp, float(p.qmax)
     KG, V = K // G, LANES
+    TASKS = min(8, Mp)
+    RT = -(-Mp // TASKS)  # rows per task
 
     @T.prim_func(s_tir=True)
     def quantize_rows(x: T.Buffer((M, K), "float32"), xq: T.Buffer((Mp, K), "int8"),
                       xs: T.Buffer((Mp,), "float32"), rs: T.Buffer((Mp, KG), "int32")):
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
-            for m in T.parallel(Mp):
-                if m < M:
-                    vmax = T.alloc_buffer((V,), "float32", scope="local")
-                    vmax[T.ramp(0, 1, V)] = T.broadcast(T.float32(0), V)
-                    for k in range(K // V):
-                        vmax[T.ramp(0, 1, V)] = T.max(vmax[T.ramp(0, 1, V)], T.fabs(x[m, T.ramp(k * V, 1, V)]))
-                    amax = T.alloc_buffer((1,), "float32", scope="local")
-                    amax[0] = T.float32(0)
-                    for i in range(V):
-                        amax[0] = T.max(amax[0], vmax[i])
-                    # exactly the graph's Clip(Div(ReduceMax(Abs(x)), qmax), eps), then Div and Round (half even)
-                    s = T.max(amax[0] / T.float32(qmax), T.float32(_EPS))
-                    xs[m] = s
-                    for k in T.vectorized(K):
-                        xq[m, k] = T.Cast("int8", T.max(T.min(T.nearbyint(x[m, k] / s), T.float32(qmax)),
-                                                        T.float32(-qmax)))
-                    for g in range(KG):
-                        vsum = T.alloc_buffer((V,), "int32", scope="local")
-                        vsum[T.ramp(0, 1, V)] = T.broadcast(T.int32(0), V)
-                        for k in range(G // V):
-                            vsum[T.ramp(0, 1, V)] = vsum[T.ramp(0, 1, V)] + T.Cast(
-                                "int32x16", xq[m, T.ramp(g * G + k * V, 1, V)])
-                        tot = T.alloc_buffer((1,), "int32", scope="local")
-                        tot[0] = 0
+            # rows in TASKS chunks: scratch declared in a parallel body is allocated once per iteration
+            for task in T.parallel(TASKS):
+                vmax = T.alloc_buffer((V,), "float32", scope="local")
+                amax = T.alloc_buffer((1,), "float32", scope="local")
+                vsum = T.alloc_buffer((V,), "int32", scope="local")
+                tot = T.alloc_buffer((1,), "int32", scope="local")
+                for m in range(task * RT, T.min(Mp, task * RT + RT)):
+                    if m < M:
+                        vmax[T.ramp(0, 1, V)] = T.broadcast(T.float32(0), V)
+                        for k in range(K // V):
+                            vmax[T.ramp(0, 1, V)] = T.max(vmax[T.ramp(0, 1, V)], T.fabs(x[m, T.ramp(k * V, 1, V)]))
+                        amax[0] = T.float32(0)
                         for i in range(V):
-                            tot[0] = tot[0] + vsum[i]
-                        rs[m, g] = tot[0]
-                else:
-                    xs[m] = T.float32(0)
-                    for k in T.vectorized(K):
-                        xq[m, k] = T.int8(0)
-                    for g in range(KG):
-                        rs[m, g] = 0
+                            amax[0] = T.max(amax[0], vmax[i])
+                        # exactly the graph's Clip(Div(ReduceMax(Abs(x)), qmax), eps), then Div and Round (half even)
+                        s = T.max(amax[0] / T.float32(qmax), T.float32(_EPS))
+                        xs[m] = s
+                        for k in T.vectorized(K):
+                            xq[m, k] = T.Cast("int8", T.max(T.min(T.nearbyint(x[m, k] / s), T.float32(qmax)),
+                                                            T.float32(-qmax)))
+                        for g in range(KG):
+                            vsum[T.ramp(0, 1, V)] = T.broadcast(T.int32(0), V)
+                            for k in range(G // V):
+                                vsum[T.ramp(0, 1, V)] = vsum[T.ramp(0, 1, V)] + T.Cast(
+                                    "int32x16", xq[m, T.ramp(g * G + k * V, 1, V)])
+                            tot[0] = 0
+                            for i in range(V):
+                                tot[0] = tot[0] + vsum[i]
+                            rs[m, g] = tot[0]
+                    else:
+                        xs[m] = T.float32(0)
+                        for k in T.vectorized(K):
+                            xq[m, k] = T.int8(0)
+                        for g in range(KG):
+                            rs[m, g] = 0
 
     return quantize_rows
 
