@@ -7,6 +7,9 @@ the head still reads ``x[:, 0]``. Metrics come from the block's own attention: k
 (ToMe) or full-width keys with the class token's query as the guide (complete graph; our single-modality
 stand-in for CrossGET's learned cross token). ``return_sources=True`` also returns the source map, for
 ``matching.unmerge`` (dense heads reading intermediate layers).
+
+Each layer's plan + merge runs inside a ``LayerMerge`` submodule (``merges_<method>.<layer>``), so the exported
+ONNX names its ops ``/merges_tome.3/...``: the scope ``edgecomp.tvm.merge_fusion`` replaces by one fused kernel.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ class MergingViT(nn.Module):
         super().__init__()
         self.vit, self.schedule, self.method = vit, tuple(schedule), method
         self.seed = seed
+        self.add_module(f"merges_{method}", nn.ModuleList(LayerMerge(method, layer, r, seed)
+                                                          for layer, r in enumerate(self.schedule)))
         # a new Module starts in training mode; torch.onnx.export restores that mode recursively after
         # tracing, which would switch the wrapped model's dropout on
         self.train(vit.training)
@@ -52,14 +57,29 @@ def merged_blocks(owner: nn.Module, blocks, x: Tensor, track_sources: bool):
         x = x + blk.attn.attend(q, k, v, log_size)
         if r:
             t0 = time.perf_counter()
-            plan = PLANNERS[owner.method](owner, layer, r, k, _class_query(q))
-            x, size = matching.merge_wavg(plan, x, size)
             if track_sources:
+                plan = PLANNERS[owner.method](owner, layer, r, k, _class_query(q))
+                x, size = matching.merge_wavg(plan, x, size)
                 sources = matching.track_sources(plan, sources)
+            else:  # in a submodule: the exported ops share one name scope (see the module docstring)
+                x, size = getattr(owner, f"merges_{owner.method}")[layer](x, k, _class_query(q), size)
             owner.merge_seconds += time.perf_counter() - t0
             merged = True
         x = x + blk.mlp(blk.norm2(x))
         yield layer, x, sources, merged
+
+
+class LayerMerge(nn.Module):
+    """One layer's plan and size-weighted merge: (x [B, N, C], keys [B, H, N, D], class query [B, H * D],
+    size [B, N, 1]) -> (x [B, N - r, C], size [B, N - r, 1]). No parameters; a module only for its name scope."""
+
+    def __init__(self, method: str, layer: int, r: int, seed: int):
+        super().__init__()
+        self.method, self.layer, self.r, self.seed = method, layer, r, seed
+
+    def forward(self, x: Tensor, k: Tensor, q: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
+        plan = PLANNERS[self.method](self, self.layer, self.r, k, q)
+        return matching.merge_wavg(plan, x, size)
 
 
 def _class_query(q: Tensor) -> Tensor:

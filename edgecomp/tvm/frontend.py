@@ -49,16 +49,18 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     """Return (IRModule with main(*inputs, *params), params list of numpy arrays in call order, fusion report).
 
     With a tvm ``target`` and ``kernels``, quantized Linear layers the target's integer kernels can run
-    are fused first (``int_fusion``); the report names them and why any others were not."""
+    are fused first (``int_fusion``), then token-merge layers (``merge_fusion``); the report names them and
+    why any others were not."""
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgecomp.tvm import int_fusion, quant_ops
+    from edgecomp.tvm import int_fusion, merge_fusion, quant_ops
 
     check_ops(model)  # (also registers the quantisation converters)
     report = int_fusion.Fused([], {})
     if target is not None and kernels:
         model, report = int_fusion.fuse(model, target)
+        model, report.merges, report.merges_unfused = merge_fusion.fuse(model, target)
     model = quant_ops.rewrite(model)
     model = _pretranspose_gemm_weights(model)
     model = _inline_shape_constants(model)

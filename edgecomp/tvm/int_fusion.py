@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -44,6 +44,8 @@ class FakeQuant:
 class Fused:
     layers: list[str]  # fused MatMul / MatMulNBits node names
     skipped: dict[str, str]  # node name -> why it kept the float path
+    merges: list[str] = field(default_factory=list)  # token-merge scopes run by the fused kernel (merge_fusion)
+    merges_unfused: dict[str, str] = field(default_factory=dict)  # scope -> why its ops stayed separate
 
 
 class _Graph:
@@ -344,11 +346,14 @@ def _rows(shape) -> int:
 
 @contextlib.contextmanager
 def registered(target):
-    """Within the block, TVM's ONNX importer also converts QuantizeRows / QGemm, building kernels for ``target``."""
+    """Within the block, TVM's ONNX importer also converts QuantizeRows / QGemm and TokenMerge (``merge_fusion``),
+    building kernels for ``target``."""
     from tvm.relax.frontend.onnx import onnx_frontend
 
+    from edgecomp.tvm import merge_fusion
+
     original = onnx_frontend._get_convert_map
-    extra = converters(target)
+    extra = {**converters(target), **merge_fusion.converters(target)}
     onnx_frontend._get_convert_map = lambda: {**original(), **extra}
     try:
         yield

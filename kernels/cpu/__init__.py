@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import KERNELS, Kernel
-from . import qgemm
+from . import qgemm, token_merge
 
 KERNELS.add("quantize_rows", Kernel(
     "quantize_rows", "per-token symmetric fake-quant (Abs, ReduceMax, Div, Clip, Div, Round, Clip) feeding qgemm",
@@ -13,3 +13,7 @@ KERNELS.add("qgemm", Kernel(
     "x86 AVX-512 VNNI or aarch64 sdot",
     legal=qgemm.legal,
     build=lambda p, target: qgemm.build_qgemm(p, qgemm.isa_for(target))))
+KERNELS.add("token_merge", Kernel(
+    "token_merge", "one layer's ToMe bipartite matching + size-weighted merge (the merges.tome<i> scope of the "
+    "exported graph: ReduceMean, ReduceL2, MatMul, ArgMax, TopK, CumSum, GatherElements, ScatterElements, ...)",
+    legal=token_merge.legal, build=lambda p, target: token_merge.build_token_merge(p)))

@@ -1,0 +1,201 @@
+"""Token-merging layers -> one fused kernel each (ONNX graph, before import).
+
+The merge stage runs every layer's plan and merge inside a ``LayerMerge`` submodule (``edgecomp.merge.vit``),
+so the exporter names those ops ``/merges_<method>.<layer>/...`` (about 35 of them for ToMe, interleaved with the
+attention after onnxruntime's folding). ``fuse`` finds each such scope, checks that it is a closed region
+with the interface of one merge::
+
+    (x [1, N, C], k [1, H, N, D], size [1, N, 1]) -> (x' [1, N - r, C], size' [1, N - r, 1])
+
+(``size`` may be an initializer: all ones before the first merge) and replaces it by one
+``edgecomp.TokenMerge`` node, which ``converters`` lower to the kernel registry's ``token_merge``. Scopes it
+cannot replace keep their ops and are reported with the reason (another method, a tracked source map, a
+batch above 1, a kernel that is not legal for the target). The lowering check against onnxruntime covers
+every replaced region: the kernel makes the graph's decisions, so the outputs agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+
+import onnx
+from onnx import TensorProto, helper, shape_inference
+
+from edgecomp.tvm.quant_ops import DOMAIN
+
+TOKEN_MERGE = "TokenMerge"
+SCOPE = re.compile(r"^(?:.*/)?merges_([a-z]+)\.(\d+)/")  # method, layer (``merges_<method>[layer]``)
+FUSED_METHODS = ("tome",)
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Static shape of every float32 value shape inference can tell (initializers included)."""
+    inferred = shape_inference.infer_shapes(model)
+    out = {}
+    g = inferred.graph
+    for v in list(g.input) + list(g.value_info) + list(g.output):
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+        if t.elem_type == TensorProto.FLOAT and t.HasField("shape") and None not in dims:
+            out[v.name] = dims
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            out[t.name] = tuple(t.dims)
+    return out
+
+
+def _attr(node, name: str, default=None):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def _region(model: onnx.ModelProto, members: list[int], shapes: dict, graph_outputs: set[str]):
+    """(x, k, heads_axis, size, x_out, size_out, r) of the scope's nodes ``members``, or a string saying why not.
+
+    The region is found by its interface, not its op list: x is the one dynamic [1, N, C] input, k the one
+    dynamic rank-4 input, reduced over its heads axis by a ReduceMean (1 for [1, H, N, D]; 2 when onnxruntime's
+    folding moved the transpose into the reduction: [1, N, H, D]), size the other factor of the Mul that reads x
+    (x * size). size' may be unread (the last merging layer)."""
+    g = model.graph
+    nodes = [g.node[i] for i in members]
+    inside = set(members)
+    produced = {o for n in nodes for o in n.output}
+    inits = {t.name for t in g.initializer}
+    read_outside = {v for i, node in enumerate(g.node) if i not in inside for v in node.input} | graph_outputs
+    outputs = [o for n in nodes for o in n.output if o in read_outside]
+    dynamic = {v for n in nodes for v in n.input if v and v not in produced and v not in inits}
+    xs = [v for v in dynamic if len(shapes.get(v, ())) == 3 and shapes[v][2] > 1]
+    ks = [v for v in dynamic if len(shapes.get(v, ())) == 4]
+    if len(xs) != 1 or len(ks) != 1 or not 1 <= len(outputs) <= 2:
+        return (f"not one merge: {len(dynamic)} dynamic inputs (x-like {len(xs)}, keys-like {len(ks)}), "
+                f"{len(outputs)} outputs read outside")
+    (x,), (k,) = xs, ks
+    B, N, C = shapes[x]
+    if B != 1:
+        return f"batch {B} (the kernel takes batch 1)"
+    means = [n for n in nodes if k in n.input]
+    axes = _attr(means[0], "axes") if len(means) == 1 and means[0].op_type == "ReduceMean" else None
+    if axes is None or len(axes) != 1 or axes[0] not in (1, 2) or shapes[k][3 - axes[0]] != N \
+            or _attr(means[0], "keepdims", 1) != 0:
+        return "the keys are not averaged over heads by one ReduceMean"
+    muls = [n for n in nodes if n.op_type == "Mul" and x in n.input and len(n.input) == 2]
+    size = next((v for v in muls[0].input if v != x), None) if len(muls) == 1 else None
+    if size is None or shapes.get(size) != (1, N, 1) or (size not in dynamic and size not in inits):
+        return "no size input [1, N, 1] (x * size)"
+    if dynamic - {x, k, size}:
+        return f"unexpected inputs {sorted(dynamic - {x, k, size})}"
+    found = {o: shapes.get(o) for o in outputs}
+    x_out = next((o for o, sh in found.items() if sh and len(sh) == 3 and sh[0] == 1 and sh[2] == C), None)
+    if x_out is None or not 0 < N - found[x_out][1] <= (N - 1) // 2:
+        return f"outputs {list(found.values())} do not include x [1, N - r, {C}]"
+    M = found[x_out][1]
+    size_out = next((o for o in outputs if o != x_out), None)
+    if size_out is not None and found[size_out] != (1, M, 1):
+        return f"output {found[size_out]} is not size [1, {M}, 1]"
+    return x, k, axes[0], size, x_out, size_out, N - M
+
+
+def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, list[str], dict[str, str]]:
+    """(model with every replaceable merge scope fused, fused scope names, scope -> why it was not). ``target``:
+    a tvm Target. The input model is not modified."""
+    from edgecomp._kernels import kernel
+    from edgecomp._kernels.cpu.token_merge import TokenMerge
+
+    scopes: dict[str, list[int]] = {}
+    for i, node in enumerate(model.graph.node):
+        m = SCOPE.match(node.name)
+        if m:
+            scopes.setdefault(m.group(0), []).append(i)
+    if not scopes:
+        return model, [], {}
+    shapes = _shapes(model)
+    graph_outputs = {o.name for o in model.graph.output}
+    fused, skipped = [], {}
+    replace: dict[int, onnx.NodeProto] = {}  # first member -> the fused node
+    removed: set[int] = set()
+    for scope, members in scopes.items():
+        name = scope.strip("/")
+        method = SCOPE.match(scope).group(1)
+        if method not in FUSED_METHODS:
+            skipped[name] = f"no fused kernel for method {method!r}"
+            continue
+        found = _region(model, members, shapes, graph_outputs)
+        if isinstance(found, str):
+            skipped[name] = found
+            continue
+        x, k, heads_axis, size, x_out, size_out, r = found
+        _, N, C = shapes[x]
+        problem = TokenMerge(N, C, shapes[k][heads_axis], shapes[k][3], r, heads_axis=heads_axis)
+        why = kernel("token_merge").legal(problem, target)
+        if why:
+            skipped[name] = why
+            continue
+        replace[members[0]] = helper.make_node(TOKEN_MERGE, [x, k, size], [x_out, size_out or f"{name}/size_unread"],
+                                               name=f"{name}/TokenMerge", domain=DOMAIN, r=r, heads_axis=heads_axis)
+        removed.update(members)
+        fused.append(name)
+    if not fused:
+        return model, fused, skipped
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = [replace[i] if i in replace else n for i, n in enumerate(model.graph.node)
+             if i in replace or i not in removed]
+    del out.graph.node[:]
+    out.graph.node.extend(_topological(nodes, {v.name for v in out.graph.input} |
+                                       {t.name for t in out.graph.initializer}))
+    if not any(o.domain == DOMAIN for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    return out, fused, skipped
+
+
+def _topological(nodes: list, available: set[str]) -> list:
+    """``nodes`` in an order where every input is produced first, as close to the given order as possible (a
+    fused node sits where its region's first op was; some of the region's inputs come later in the folded
+    graph). Kahn's algorithm, always taking the earliest ready node."""
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    waiting = [0] * len(nodes)
+    users: dict[int, list[int]] = {}
+    for i, n in enumerate(nodes):
+        deps = {producer[v] for v in n.input if v and v not in available and v in producer}
+        waiting[i] = len(deps)
+        for d in deps:
+            users.setdefault(d, []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for u in users.get(i, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(nodes):
+        raise ValueError("merge fusion left a cycle in the graph")
+    return order
+
+
+def converters(target) -> dict:
+    """TVM ONNX-importer converters for the fused node (see ``int_fusion.registered``)."""
+    from tvm import relax
+    from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
+
+    from edgecomp._kernels import kernel
+    from edgecomp._kernels.cpu.token_merge import TokenMerge
+    from edgecomp.tvm.quant_ops import _static_shape
+
+    class TokenMergeOp(OnnxOpConverter):
+        @classmethod
+        def _impl_v1(cls, bb, inputs, attr, params):
+            x, k, size = inputs
+            (_, N, C), k_shape = _static_shape(x), _static_shape(k)
+            axis = int(attr["heads_axis"])
+            p = TokenMerge(N, C, k_shape[axis], k_shape[3], int(attr["r"]), heads_axis=axis)
+            func = kernel("token_merge").build(p, target).without_attr("global_symbol").with_attr(
+                "tirx.is_scheduled", True).with_attr("edgecomp.kernel", "token_merge")
+            gv = bb.add_func(func, f"token_merge_{N}x{C}_r{p.r}")
+            M = N - p.r
+            return bb.emit(relax.call_tir(gv, [x, k, size], [relax.TensorType((1, M, C), "float32"),
+                                                            relax.TensorType((1, M, 1), "float32")]))
+
+    return {TOKEN_MERGE: TokenMergeOp}
