@@ -54,13 +54,14 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgecomp.tvm import int_fusion, merge_fusion, quant_ops
+    from edgecomp.tvm import int_fusion, merge_fusion, patchify, quant_ops
 
     check_ops(model)  # (also registers the quantisation converters)
     report = int_fusion.Fused([], {})
     if target is not None and kernels:
         model, report = int_fusion.fuse(model, target)
         model, report.merges, report.merges_unfused = merge_fusion.fuse(model, target)
+    model = patchify.rewrite(model)
     model = quant_ops.rewrite(model)
     model = _pretranspose_gemm_weights(model)
     model = _inline_shape_constants(model)
