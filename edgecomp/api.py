@@ -37,13 +37,18 @@ def run(artifact: str | Path, feeds: Feeds | None = None) -> dict[str, np.ndarra
 
 
 def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torch"), policy=None,
-          progress=None, stats=None) -> dict:
+          progress=None, stats=None, baseline: str | Path | None = None) -> dict:
     """Latency of the artifact and of the same model in other engines on this machine: the JSON of
-    `edgecomp bench` (samples, bootstrap CIs, ratios to edgecomp with warnings, provenance)."""
+    `edgecomp bench` (samples, bootstrap CIs, ratios to edgecomp with warnings, provenance).
+
+    ``baseline``: another artifact of the same inputs (e.g. the uncompressed build), timed with the same engines
+    in the same interleaved rounds as ``<engine>@baseline``; its ratio to edgecomp is the speed-up, with a
+    confidence interval (two separate runs would put machine drift into the ratio)."""
     from edgecomp.artifact import Artifact
     from edgecomp.bench import provenance as prov
-    from edgecomp.bench.measure import BenchPolicy, measure_samples
+    from edgecomp.bench.measure import BASELINE, BenchPolicy, measure_samples
     from edgecomp.bench.measure import provenance as local_provenance
+    from edgecomp.bench.provenance import artifact_record
     from edgecomp.bench.records import engines_record
     from edgecomp.bench.stats import StatsPolicy
     from edgecomp.runtime.engines import ENGINES
@@ -57,9 +62,19 @@ def bench(artifact: str | Path, compare: tuple[str, ...] = ("onnxruntime", "torc
     engines = ["edgecomp", *[c for c in compare if c != "edgecomp"]]
     for e in engines:
         ENGINES.get(e)
+    base = None
+    if baseline is not None:
+        base = Artifact.open(baseline)
+        if base.manifest["inputs"] != art.manifest["inputs"] or base.runner != "local":
+            raise ConfigError(f"baseline {base.path} does not take the inputs of {art.path} on this machine",
+                              hint="compare builds of the same model for a local target (e.g. without --merge-r)")
+        engines += [f"{e}{BASELINE}" for e in engines]
     before = prov.machine()
-    samples = measure_samples(str(art.path), engines, policy, progress)
-    return engines_record(art, "local", samples, local_provenance(policy, before), stats)
+    samples = measure_samples(str(art.path), engines, policy, progress, str(base.path) if base else None)
+    record = engines_record(art, "local", samples, local_provenance(policy, before), stats)
+    if base is not None:
+        record["provenance"]["baseline"] = artifact_record(base)
+    return record
 
 
 def bench_remote(artifact: str | Path, devices: list[str], policy=None, progress=None, stats=None,

@@ -135,9 +135,12 @@ def run(artifact, inputs, out):
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True,
               help="Seconds a remote device may take (lease wait included).")
+@click.option("--baseline", type=click.Path(),
+              help="Another artifact with the same inputs (e.g. the uncompressed build): timed with the same engines "
+                   "in the same rounds, so its ratio is the speed-up with a confidence interval.")
 @click.option("--json", "json_out", type=click.Path(), help="Write the results JSON here.")
 def bench(artifact, compare, device, farm, keys, threads, rounds, per_round, warmup, resamples, seed, timeout_s,
-          json_out):
+          baseline, json_out):
     """Latency of ARTIFACT (p50/p95/mean, bootstrap CIs, provenance) here or on RPC devices."""
     from edgecomp import api
     from edgecomp.artifact import Artifact
@@ -153,6 +156,8 @@ def bench(artifact, compare, device, farm, keys, threads, rounds, per_round, war
     engines = tuple(e.strip() for e in (compare or "").split(",") if e.strip() and e.strip() != "none")
     console = _console()
     if devices:
+        if baseline:
+            raise ConfigError("--baseline is for local runs", hint="bench each artifact on the device separately")
         if any(e != "edgecomp" for e in engines):
             raise ConfigError(f"--compare {compare} cannot run on a TVM RPC device (it runs TVM modules only)",
                               hint="drop --compare for remote devices; compare engines with a local run")
@@ -177,7 +182,7 @@ def bench(artifact, compare, device, farm, keys, threads, rounds, per_round, war
             raise no_timings(target["arch"], target["cross"]["emulator"])
         engines = engines if compare is not None else ("onnxruntime", "torch")
         with console.status("benchmarking") as status:
-            res = api.bench(artifact, engines, policy, stats=stats,
+            res = api.bench(artifact, engines, policy, stats=stats, baseline=baseline,
                             progress=lambda what, i, n: status.update(f"benchmarking: {what} {i}/{n}"))
     _write_json(json_out, res)
     from edgecomp.bench.table import print_table

@@ -78,6 +78,18 @@ def test_run_inspect_and_bench(tmp_path, tiny_artifact):
         assert engine["n"] == 4 and 0 < engine["p50_ms"] <= engine["p95_ms"]
     assert res["provenance"]["process_per_engine"] and res["batch"] == 1
 
+    # the same artifact as its own baseline: timed in the same rounds, its ratio is a speed-up near 1
+    r = edgecomp("bench", str(tiny_artifact), "--compare", "none", "--baseline", str(tiny_artifact), "--rounds", "3",
+                 "--per-round", "3", "--warmup", "1", "--json", str(tmp_path / "base.json"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "base.json").read_text())
+    assert set(res["results"]) == {"edgecomp", "edgecomp@baseline"} and res["results"]["edgecomp@baseline"]["n"] == 9
+    ratio = res["ratios"]["edgecomp@baseline/edgecomp"]
+    assert ratio["ci"][0] <= ratio["p50_ratio"] <= ratio["ci"][1]
+    assert res["provenance"]["baseline"]["model_so_sha256"] == res["provenance"]["model_so_sha256"]
+    r = edgecomp("bench", str(tiny_artifact), "--baseline", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "error:" in r.stderr
+
 
 def test_targets_and_zoo_listings():
     r = edgecomp("targets")

@@ -38,11 +38,15 @@ def summarize(ms: list[float]) -> dict:
             "mean_ms": round(float(a.mean()), 4), "min_ms": round(float(a.min()), 4), "n": int(a.size)}
 
 
+BASELINE = "@baseline"  # engine-name suffix: that engine runs the baseline artifact (``--baseline``)
+
+
 class _Worker:
-    def __init__(self, engine: str, art_path: str, threads: int):
+    def __init__(self, name: str, art_path: str, threads: int):
+        engine = name.removesuffix(BASELINE)
         env = dict(os.environ, TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-        self.engine = engine
+        self.engine = name
         self.proc = subprocess.Popen([sys.executable, "-m", "edgecomp.bench.worker", engine, art_path, str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, env=env)
@@ -79,14 +83,17 @@ def measure(art_path: str, engines: list[str], policy: BenchPolicy,
 
 
 def measure_samples(art_path: str, engines: list[str], policy: BenchPolicy,
-                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, list[float]]:
-    """Per-call latencies (ms) of every engine: ``policy.rounds * policy.per_round`` samples each."""
+                    progress: Callable[[str, int, int], None] | None = None,
+                    baseline_path: str | None = None) -> dict[str, list[float]]:
+    """Per-call latencies (ms) of every engine: ``policy.rounds * policy.per_round`` samples each. An engine
+    named ``<engine>@baseline`` runs the artifact at ``baseline_path`` instead, in the same rounds."""
     workers: list[_Worker] = []
     try:
         for name in engines:
             if progress:
                 progress(f"loading {name}", 0, policy.rounds)
-            workers.append(_Worker(name, art_path, policy.threads))
+            path = baseline_path if name.endswith(BASELINE) else art_path
+            workers.append(_Worker(name, path, policy.threads))
         for w in workers:
             w.time(policy.warmup)
         times: dict[str, list[float]] = {w.engine: [] for w in workers}

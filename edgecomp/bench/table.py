@@ -47,8 +47,9 @@ def print_table(res: dict) -> None:
 
     title, header, body = rows(res)
     table = Table(title=title)
-    for col in header:
-        table.add_column(col, justify="left" if col in ("engine", "device") else "right")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if col in ("engine", "device") else "right",
+                         min_width=max(len(row[0]) for row in body) if i == 0 else None)
     for row in body:
         table.add_row(*row)
     Console().print(table)
