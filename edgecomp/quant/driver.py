@@ -146,10 +146,10 @@ def quantize_layer(m: nn.Module, plan: LayerPlan, xs_fp: list[torch.Tensor], xs_
 def _quartdepth_weights(Wf, Xf, Xh, H, fisher, seconds: float, plan: LayerPlan, cfg: QuantizeConfig, seed: int):
     """Activation compensation, then weight reconstruction (methods.md §1.1), with a held-out check.
 
-    Candidates: learned rounding and GPTQ error feedback on the compensated weights, and GPTQ on the
-    uncompensated ones (learned rounding only moves each weight to the grid point below or above, which loses
-    to GPTQ on strongly correlated inputs; compensation can overfit the calibration tokens, e.g. MiniLM's
-    padding positions). Each is fitted on the first half of the calibration rows and scored on the second
+    Candidates: learned rounding and GPTQ error feedback on the compensated weights, GPTQ on the uncompensated
+    ones, and plain round-to-nearest (learned rounding only moves each weight to the grid point below or above,
+    which loses to GPTQ on strongly correlated inputs; compensation and error feedback can overfit the
+    calibration tokens, e.g. MiniLM's padding positions, where RTN has nothing to overfit). Each is fitted on the first half of the calibration rows and scored on the second
     half with the Fisher-weighted output loss against the fp32 target; the winner is refitted on all rows.
     Returns (codes, scale, zero, info) with info["chosen"] naming the winner."""
     f = fisher if fisher is not None else torch.ones(Wf.shape[0])
@@ -165,6 +165,8 @@ def _quartdepth_weights(Wf, Xf, Xh, H, fisher, seconds: float, plan: LayerPlan, 
 
     def candidate(name: str, stats):
         Hs, Cs = stats
+        if name == "rtn":
+            return (*rtn(Wf, plan.grid), {})
         if name == "gptq_uncompensated":
             return (*gptq(Wf, Hs, plan.grid, damp=cfg.damp), {})
         Wc = compensate(Wf, Hs, Cs, damp=cfg.damp).float()
@@ -173,7 +175,7 @@ def _quartdepth_weights(Wf, Xf, Xh, H, fisher, seconds: float, plan: LayerPlan, 
         *out, info = reconstruct(Wc, Wf, Hs, Cs, f, plan.grid, iters=iters, seconds=3 * seconds + 1, seed=seed)
         return (*out, {k: v for k, v in info.items() if k in ("iters", "kept")})
 
-    names = ["gptq", "gptq_uncompensated"] + (["learned"] if iters else [])
+    names = ["gptq", "gptq_uncompensated", "rtn"] + (["learned"] if iters else [])
     losses = {}
     for name in names:
         c, s, z, _ = candidate(name, fit)

@@ -90,3 +90,25 @@ def test_group_passes_split_by_block_prefix():
     assert group_passes(order) == [["stem"], ["blocks.0.1", "blocks.0.3"], ["blocks.1.1", "blocks.1.3"], ["head"]]
     assert group_passes(order, max_passes=2) == [["stem", "blocks.0.1", "blocks.0.3"], ["blocks.1.1", "blocks.1.3",
                                                                                         "head"]]
+
+
+def test_quartdepth_falls_back_to_rtn_when_fitted_weights_do_not_generalise():
+    """Fit rows that span two directions only: compensation and GPTQ fit them and err elsewhere, so on the
+    held-out half of the calibration rows plain round-to-nearest wins the per-layer competition."""
+    from edgecomp.quant import driver
+    from edgecomp.quant.plan import LayerPlan
+    from edgecomp.quant.primitives import WeightGrid
+
+    torch.manual_seed(0)
+    N, K, T = 16, 64, 256
+    Wf = torch.randn(N, K)
+    X = torch.cat([torch.randn(T // 2, 2) @ torch.randn(2, K), torch.randn(T // 2, K)])
+    plan = LayerPlan("l", "linear", "w4a16", WeightGrid(4, False, 32), None, 0, "quartdepth", False, K)
+    H = X.double().T @ X.double()
+    *_, info = driver._quartdepth_weights(Wf, X, X, H, None, 0.0, plan, QuantizeConfig(scheme="w4a16"), 0)
+    assert info["chosen"] == "rtn"
+    # with representative fit rows the reconstruction candidates win again
+    X = torch.randn(T, K) @ torch.randn(K, K)  # correlated inputs, the same distribution in both halves
+    H = X.double().T @ X.double()
+    *_, info = driver._quartdepth_weights(Wf, X, X, H, None, 0.0, plan, QuantizeConfig(scheme="w4a16"), 0)
+    assert info["chosen"] != "rtn"
