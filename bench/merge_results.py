@@ -6,8 +6,9 @@
     python bench/merge_results.py --rebench --models minilm-l6     # time the built artifacts again (quiet machine)
 
 Each run is the CLI itself: ``edgecomp build MODEL --merge-method M --merge-schedule S``, then ``edgecomp eval``
-(models with a quality metric) and ``edgecomp bench --compare onnxruntime``; one JSON per run in
-bench/results/merge/. Schedule "0" is the unmerged build, timed the same way.
+(models with a quality metric) and ``edgecomp bench --compare onnxruntime --baseline UNMERGED``: the unmerged
+build (schedule "0", built first) is timed in the same interleaved rounds, so the speed-up is one measurement
+with a confidence interval, not the ratio of two runs minutes apart. One JSON per run in bench/results/merge/.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def run(model: str, method: str, schedule: str, build_dir: Path, skip_done: bool
     art = build_dir / "merge" / name
     merge = [] if schedule == "0" else ["--merge-method", method, "--merge-schedule", schedule]
     edgecomp("build", model, "--target", "x86", *merge, "-o", str(art))
-    edgecomp("bench", str(art), "--compare", "onnxruntime", "--json", str(art / "bench.json"))
+    _bench(art, build_dir / "merge" / _name(model, "tome", "0"), schedule)
     result = {"model": model, "method": method if schedule != "0" else "none", "schedule": schedule,
               "bench": json.loads((art / "bench.json").read_text())}
     if model != "vit-s16":
@@ -63,6 +64,11 @@ def run(model: str, method: str, schedule: str, build_dir: Path, skip_done: bool
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def _bench(art: Path, unmerged: Path, schedule: str) -> None:
+    baseline = [] if schedule == "0" else ["--baseline", str(unmerged)]
+    edgecomp("bench", str(art), "--compare", "onnxruntime", *baseline, "--json", str(art / "bench.json"))
+
+
 def rebench(models: list[str], build_dir: Path) -> None:
     """Time the built artifacts of ``models`` again, one after another (for a quiet machine)."""
     for f in sorted(RESULTS.glob("*.json")):
@@ -70,14 +76,14 @@ def rebench(models: list[str], build_dir: Path) -> None:
         if r["model"] not in models:
             continue
         art = build_dir / "merge" / _name(r["model"], "tome" if r["schedule"] == "0" else r["method"], r["schedule"])
-        edgecomp("bench", str(art), "--compare", "onnxruntime", "--json", str(art / "bench.json"))
+        _bench(art, build_dir / "merge" / _name(r["model"], "tome", "0"), r["schedule"])
         r["bench"] = json.loads((art / "bench.json").read_text())
         f.write_text(json.dumps(r, indent=2) + "\n")
 
 
 def table() -> str:
     rows = ["| model | method | schedule | tokens after last layer | quality | edgecomp p50 ms | speed-up vs unmerged "
-            "| onnxruntime p50 ms (same graph) |", "|---|---|---|---|---|---|---|---|"]
+            "(95 % CI) | onnxruntime p50 ms (same graph) |", "|---|---|---|---|---|---|---|---|"]
     runs = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
     for model in GRID:
         base = next((r for r in runs if r["model"] == model and r["schedule"] == "0"), None)
@@ -93,11 +99,15 @@ def table() -> str:
             ev = r.get("eval")
             quality = f"{ev['metric']} {ev['value']:.4f}" if ev else "– (random weights)"
             tokens = r["tokens_per_layer"][-1] if r.get("tokens_per_layer") else "all"
+            same = r["bench"].get("ratios", {}).get("edgecomp@baseline/edgecomp")
+            speedup = (f"{same['p50_ratio']:.2f}x ({same['ci'][0]:.2f}-{same['ci'][1]:.2f})" if same
+                       else f"{base_ms / ms:.2f}x" + ("" if r["schedule"] == "0" else " (separate runs)"))
             rows.append(f"| {model} | {r['method']} | {r['schedule']} | {tokens} | {quality} | {ms:.2f} | "
-                        f"{base_ms / ms:.2f}x | {res['onnxruntime']['p50_ms']:.2f} |")
+                        f"{speedup} | {res['onnxruntime']['p50_ms']:.2f} |")
     return ("\n".join(rows) + "\n\n![quality vs latency](bench/results/merge/quality_vs_latency.png)\n\n"
             "Schedules: `r` per layer, `r@-1` ToMe's decreasing schedule (2r down to 0). "
-            "Batch 1, 2 threads, p50 (edgecomp bench). Regenerate: `python bench/merge_results.py` "
+            "Batch 1, 2 threads, p50 (edgecomp bench); speed-ups from `edgecomp bench --baseline` (the unmerged "
+            "build timed in the same interleaved rounds). Regenerate: `python bench/merge_results.py` "
             "(JSON in `bench/results/merge/`).")
 
 

@@ -15,3 +15,20 @@ def replace_section(begin: str, end: str, body: str, readme: Path = README) -> b
     start, stop = text.index(begin) + len(begin), text.index(end)
     readme.write_text(text[:start] + "\n" + body + "\n" + text[stop:])
     return True
+
+
+def run_then_table(doc: str, flag: str, items, build_dir: Path, run, table, begin: str, end: str) -> None:
+    """The command line of a results script: ``run(item, build_dir)`` for each item of ``--<flag>`` (default:
+    all of ``items``) unless ``--table-only``, then the README section between the markers from ``table()``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument(f"--{flag}", default=",".join(items))
+    ap.add_argument("--build-dir", type=Path, default=build_dir)
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    if not args.table_only:
+        for item in getattr(args, flag).split(","):
+            run(item, args.build_dir)
+    if not replace_section(begin, end, table()):
+        raise SystemExit(f"README.md has no {begin} ... {end} section")
