@@ -59,8 +59,9 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     check_ops(model)  # (also registers the quantisation converters)
     report = int_fusion.Fused([], {})
     if target is not None and kernels:
+        model, merges, merges_unfused = merge_fusion.fuse(model, target, inputs)  # (onnxruntime still runs it)
         model, report = int_fusion.fuse(model, target)
-        model, report.merges, report.merges_unfused = merge_fusion.fuse(model, target)
+        report.merges, report.merges_unfused = merges, merges_unfused
     model = patchify.rewrite(model)
     model = quant_ops.rewrite(model)
     model = _pretranspose_gemm_weights(model)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import heapq
 import re
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper, shape_inference
+from onnx import TensorProto, helper
 
 from edgecomp.tvm.quant_ops import DOMAIN
 
@@ -29,19 +30,23 @@ SCOPE = re.compile(r"^(?:.*/)?merges_([a-z]+)\.(\d+)/")  # method, layer (``merg
 FUSED_METHODS = ("tome",)
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    """Static shape of every float32 value shape inference can tell (initializers included)."""
-    inferred = shape_inference.infer_shapes(model)
-    out = {}
-    g = inferred.graph
-    for v in list(g.input) + list(g.value_info) + list(g.output):
-        t = v.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
-        if t.elem_type == TensorProto.FLOAT and t.HasField("shape") and None not in dims:
-            out[v.name] = dims
-    for t in g.initializer:
-        if t.data_type == TensorProto.FLOAT:
-            out[t.name] = tuple(t.dims)
+def _shapes(model: onnx.ModelProto, names: set[str], inputs) -> dict[str, tuple]:
+    """Static shape of every float32 value in ``names`` (initializers included), from one onnxruntime run on
+    zero feeds (``inputs``: TensorSpecs; shapes are static, so the values do not matter). ONNX shape inference
+    is not enough: it stops at contrib ops such as MatMulNBits, which quantized models are made of."""
+    from edgecomp import onnx_tools
+
+    out = {t.name: tuple(t.dims) for t in model.graph.initializer if t.data_type == TensorProto.FLOAT}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    wanted = sorted(n for n in names - known - set(out) if n)
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in wanted)
+    feeds = {s.name: np.zeros(s.shape, s.dtype) for s in inputs}
+    values = onnx_tools.session(probe, optimize=False).run(None, feeds)
+    for v, a in zip(probe.graph.output, values, strict=True):
+        if getattr(a, "dtype", None) == np.float32:
+            out[v.name] = tuple(a.shape)
     return out
 
 
@@ -95,9 +100,10 @@ def _region(model: onnx.ModelProto, members: list[int], shapes: dict, graph_outp
     return x, k, axes[0], size, x_out, size_out, N - M
 
 
-def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, list[str], dict[str, str]]:
+def fuse(model: onnx.ModelProto, target, inputs) -> tuple[onnx.ModelProto, list[str], dict[str, str]]:
     """(model with every replaceable merge scope fused, fused scope names, scope -> why it was not). ``target``:
-    a tvm Target. The input model is not modified."""
+    a tvm Target; ``inputs``: the model's TensorSpecs. Runs before any edgecomp-only op is in the graph (the
+    shapes come from onnxruntime). The input model is not modified."""
     from edgecomp._kernels import kernel
     from edgecomp._kernels.cpu.token_merge import TokenMerge
 
@@ -108,7 +114,9 @@ def fuse(model: onnx.ModelProto, target) -> tuple[onnx.ModelProto, list[str], di
             scopes.setdefault(m.group(0), []).append(i)
     if not scopes:
         return model, [], {}
-    shapes = _shapes(model)
+    nodes = model.graph.node
+    shapes = _shapes(model, {v for i in sum(scopes.values(), []) for v in (*nodes[i].input, *nodes[i].output)},
+                     inputs)
     graph_outputs = {o.name for o in model.graph.output}
     fused, skipped = [], {}
     replace: dict[int, onnx.NodeProto] = {}  # first member -> the fused node
