@@ -149,8 +149,9 @@ def _quartdepth_weights(Wf, Xf, Xh, H, fisher, seconds: float, plan: LayerPlan, 
     Candidates: learned rounding and GPTQ error feedback on the compensated weights, GPTQ on the uncompensated
     ones, and plain round-to-nearest (learned rounding only moves each weight to the grid point below or above,
     which loses to GPTQ on strongly correlated inputs; compensation and error feedback can overfit the
-    calibration tokens, e.g. MiniLM's padding positions, where RTN has nothing to overfit). Each is fitted on the first half of the calibration rows and scored on the second
-    half with the Fisher-weighted output loss against the fp32 target; the winner is refitted on all rows.
+    calibration tokens, e.g. MiniLM's padding positions, where RTN has nothing to overfit). Each is fitted on
+    the first half of the calibration rows and scored on the second half with the Fisher-weighted output loss
+    against the fp32 target; the winner is refitted on all rows.
     Returns (codes, scale, zero, info) with info["chosen"] naming the winner."""
     f = fisher if fisher is not None else torch.ones(Wf.shape[0])
     half = Xf.shape[0] // 2
