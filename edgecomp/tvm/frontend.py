@@ -48,8 +48,8 @@ def check_ops(model) -> None:
 def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool = True):
     """Return (IRModule with main(*inputs, *params), params list of numpy arrays in call order, fusion report).
 
-    With a tvm ``target`` and ``kernels``, quantized Linear layers the target's integer kernels can run
-    are fused first (``int_fusion``), then token-merge layers (``merge_fusion``); the report names them and
+    With a tvm ``target`` and ``kernels``, token-merge layers (``merge_fusion``) and then the quantized Linear
+    layers the target's integer kernels can run (``int_fusion``) are fused first; the report names them and
     why any others were not."""
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
