@@ -155,6 +155,14 @@ def build_quantize_rows(p: QGemm):
     TASKS = min(8, Mp)
     RT = -(-Mp // TASKS)  # rows per task
 
+    # horizontal max / sum of the V lanes as one balanced expression: a loop through a scratch scalar is a chain
+    # of V dependent store-load-adds per row and group, which was most of this kernel's time
+    def tree(op, buf):
+        terms = [buf[i] for i in range(V)]
+        while len(terms) > 1:
+            terms = [op(terms[i], terms[i + 1]) for i in range(0, len(terms), 2)]
+        return terms[0]
+
     @T.prim_func(s_tir=True)
     def quantize_rows(x: T.Buffer((M, K), "float32"), xq: T.Buffer((Mp, K), "int8"),
                       xs: T.Buffer((Mp,), "float32"), rs: T.Buffer((Mp, KG), "int32")):
@@ -165,15 +173,12 @@ def build_quantize_rows(p: QGemm):
                 vmax = T.alloc_buffer((V,), "float32", scope="local")
                 amax = T.alloc_buffer((1,), "float32", scope="local")
                 vsum = T.alloc_buffer((V,), "int32", scope="local")
-                tot = T.alloc_buffer((1,), "int32", scope="local")
                 for m in range(task * RT, T.min(Mp, task * RT + RT)):
                     if m < M:
                         vmax[T.ramp(0, 1, V)] = T.broadcast(T.float32(0), V)
                         for k in range(K // V):
                             vmax[T.ramp(0, 1, V)] = T.max(vmax[T.ramp(0, 1, V)], T.fabs(x[m, T.ramp(k * V, 1, V)]))
-                        amax[0] = T.float32(0)
-                        for i in range(V):
-                            amax[0] = T.max(amax[0], vmax[i])
+                        amax[0] = tree(T.max, vmax)
                         # exactly the graph's Clip(Div(ReduceMax(Abs(x)), qmax), eps), then Div and Round (half even)
                         s = T.max(amax[0] / T.float32(qmax), T.float32(_EPS))
                         xs[m] = s
@@ -185,10 +190,7 @@ def build_quantize_rows(p: QGemm):
                             for k in range(G // V):
                                 vsum[T.ramp(0, 1, V)] = vsum[T.ramp(0, 1, V)] + T.Cast(
                                     "int32x16", xq[m, T.ramp(g * G + k * V, 1, V)])
-                            tot[0] = 0
-                            for i in range(V):
-                                tot[0] = tot[0] + vsum[i]
-                            rs[m, g] = tot[0]
+                            rs[m, g] = tree(lambda a, b: a + b, vsum)
                     else:
                         xs[m] = T.float32(0)
                         for k in T.vectorized(K):
