@@ -83,6 +83,25 @@ def test_vit_fmnist_matches_x86(vit_fmnist_builds, assert_outputs_close):
     assert bench.returncode == 2 and "timings would measure the emulator" in bench.stderr
 
 
+def test_fused_token_merges_match_x86(arm64, tmp_path, assert_outputs_close):
+    """The token_merge kernel (written with 16-lane vectors) cross-compiles for NEON and agrees with x86."""
+    from edgecomp.config import BuildConfig
+    from edgecomp.specs import TensorSpec
+    from edgecomp.zoo.vit import ViT, ViTConfig
+
+    cfg = ViTConfig(image_size=16, patch_size=2, in_chans=1, num_classes=5, dim=32, depth=3, heads=2, mlp_dim=64)
+    vit = ViT(cfg).init_weights_(seed=0).eval()
+    rng = np.random.default_rng(0)
+    calibration = [{"pixels": rng.standard_normal((1, 1, 16, 16)).astype(np.float32)} for _ in range(2)]
+    x86, arm = _both(vit, arm64, tmp_path, cfg=BuildConfig().with_overrides(["merge.schedule='16,12,8'"]),
+                     inputs=(TensorSpec("pixels", (1, 1, 16, 16)),), calibration=calibration)
+    lower = arm.report()["stages"][-1]
+    assert lower["merge_kernels"] == {"fused": 3, "unfused": {}} and lower["checked_with"] == "qemu"
+    feeds = calibration[:1]
+    assert_outputs_close(arm.load_runner().run_many(feeds)[0], x86.load_runner()(feeds[0]), arm.outputs,
+                         "arm64 - x86")
+
+
 def test_runner_refuses_to_time(synthetic):
     arm = synthetic[1]
     runner = arm.load_runner()
