@@ -344,6 +344,13 @@ def _rows(shape) -> int:
     return int(math.prod(shape[:-1]))
 
 
+def add_kernel(bb, name: str, func, hint: str):
+    """Add the registry kernel ``name``'s PrimFunc to the module being imported, marked scheduled (no rule or
+    tuner touches it) and named by its kernel in the lower report."""
+    func = func.without_attr("global_symbol").with_attr("tirx.is_scheduled", True).with_attr("edgecomp.kernel", name)
+    return bb.add_func(func, hint)
+
+
 @contextlib.contextmanager
 def registered(target):
     """Within the block, TVM's ONNX importer also converts QuantizeRows / QGemm and TokenMerge (``merge_fusion``),
@@ -368,11 +375,6 @@ def converters(target) -> dict:
     from edgecomp._kernels import kernel
     from edgecomp._kernels.cpu.qgemm import QGemm
     from edgecomp.tvm.quant_ops import _static_shape
-
-    def add_kernel(bb, name: str, func, hint: str):
-        func = func.without_attr("global_symbol").with_attr("tirx.is_scheduled", True).with_attr(
-            "edgecomp.kernel", name)
-        return bb.add_func(func, hint)
 
     class QuantizeRowsOp(OnnxOpConverter):
         @classmethod

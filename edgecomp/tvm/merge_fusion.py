@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from edgecomp.tvm.quant_ops import DOMAIN
+from edgecomp.tvm.quant_ops import DOMAIN, _attrs
 
 TOKEN_MERGE = "TokenMerge"
 SCOPE = re.compile(r"^(?:.*/)?merges_([a-z]+)\.(\d+)/")  # method, layer (``merges_<method>[layer]``)
@@ -50,24 +50,19 @@ def _shapes(model: onnx.ModelProto, names: set[str], inputs) -> dict[str, tuple]
     return out
 
 
-def _attr(node, name: str, default=None):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-
-
-def _region(model: onnx.ModelProto, members: list[int], shapes: dict, graph_outputs: set[str]):
+def _region(model: onnx.ModelProto, members: list[int], shapes: dict, inits: set[str],
+            readers: dict[str, set[int]]):
     """(x, k, heads_axis, size, x_out, size_out, r) of the scope's nodes ``members``, or a string saying why not.
 
     The region is found by its interface, not its op list: x is the one dynamic [1, N, C] input, k the one
     dynamic rank-4 input, reduced over its heads axis by a ReduceMean (1 for [1, H, N, D]; 2 when onnxruntime's
     folding moved the transpose into the reduction: [1, N, H, D]), size the other factor of the Mul that reads x
-    (x * size). size' may be unread (the last merging layer)."""
-    g = model.graph
-    nodes = [g.node[i] for i in members]
+    (x * size). size' may be unread (the last merging layer). ``readers``: value -> indices of the nodes that
+    read it (-1: a graph output)."""
+    nodes = [model.graph.node[i] for i in members]
     inside = set(members)
     produced = {o for n in nodes for o in n.output}
-    inits = {t.name for t in g.initializer}
-    read_outside = {v for i, node in enumerate(g.node) if i not in inside for v in node.input} | graph_outputs
-    outputs = [o for n in nodes for o in n.output if o in read_outside]
+    outputs = [o for n in nodes for o in n.output if readers.get(o, set()) - inside]
     dynamic = {v for n in nodes for v in n.input if v and v not in produced and v not in inits}
     xs = [v for v in dynamic if len(shapes.get(v, ())) == 3 and shapes[v][2] > 1]
     ks = [v for v in dynamic if len(shapes.get(v, ())) == 4]
@@ -79,9 +74,10 @@ def _region(model: onnx.ModelProto, members: list[int], shapes: dict, graph_outp
     if B != 1:
         return f"batch {B} (the kernel takes batch 1)"
     means = [n for n in nodes if k in n.input]
-    axes = _attr(means[0], "axes") if len(means) == 1 and means[0].op_type == "ReduceMean" else None
+    mean = _attrs(means[0]) if len(means) == 1 and means[0].op_type == "ReduceMean" else {}
+    axes = mean.get("axes")
     if axes is None or len(axes) != 1 or axes[0] not in (1, 2) or shapes[k][3 - axes[0]] != N \
-            or _attr(means[0], "keepdims", 1) != 0:
+            or mean.get("keepdims", 1) != 0:
         return "the keys are not averaged over heads by one ReduceMean"
     muls = [n for n in nodes if n.op_type == "Mul" and x in n.input and len(n.input) == 2]
     size = next((v for v in muls[0].input if v != x), None) if len(muls) == 1 else None
@@ -117,7 +113,11 @@ def fuse(model: onnx.ModelProto, target, inputs) -> tuple[onnx.ModelProto, list[
     nodes = model.graph.node
     shapes = _shapes(model, {v for i in sum(scopes.values(), []) for v in (*nodes[i].input, *nodes[i].output)},
                      inputs)
-    graph_outputs = {o.name for o in model.graph.output}
+    inits = {t.name for t in model.graph.initializer}
+    readers: dict[str, set[int]] = {o.name: {-1} for o in model.graph.output}
+    for i, node in enumerate(nodes):
+        for v in node.input:
+            readers.setdefault(v, set()).add(i)
     fused, skipped = [], {}
     replace: dict[int, onnx.NodeProto] = {}  # first member -> the fused node
     removed: set[int] = set()
@@ -127,7 +127,7 @@ def fuse(model: onnx.ModelProto, target, inputs) -> tuple[onnx.ModelProto, list[
         if method not in FUSED_METHODS:
             skipped[name] = f"no fused kernel for method {method!r}"
             continue
-        found = _region(model, members, shapes, graph_outputs)
+        found = _region(model, members, shapes, inits, readers)
         if isinstance(found, str):
             skipped[name] = found
             continue
@@ -190,6 +190,7 @@ def converters(target) -> dict:
 
     from edgecomp._kernels import kernel
     from edgecomp._kernels.cpu.token_merge import TokenMerge
+    from edgecomp.tvm.int_fusion import add_kernel
     from edgecomp.tvm.quant_ops import _static_shape
 
     class TokenMergeOp(OnnxOpConverter):
@@ -199,9 +200,7 @@ def converters(target) -> dict:
             (_, N, C), k_shape = _static_shape(x), _static_shape(k)
             axis = int(attr["heads_axis"])
             p = TokenMerge(N, C, k_shape[axis], k_shape[3], int(attr["r"]), heads_axis=axis)
-            func = kernel("token_merge").build(p, target).without_attr("global_symbol").with_attr(
-                "tirx.is_scheduled", True).with_attr("edgecomp.kernel", "token_merge")
-            gv = bb.add_func(func, f"token_merge_{N}x{C}_r{p.r}")
+            gv = add_kernel(bb, "token_merge", kernel("token_merge").build(p, target), f"token_merge_{N}x{C}_r{p.r}")
             M = N - p.r
             return bb.emit(relax.call_tir(gv, [x, k, size], [relax.TensorType((1, M, C), "float32"),
                                                             relax.TensorType((1, M, 1), "float32")]))

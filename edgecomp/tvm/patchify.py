@@ -18,9 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-
-def _attr(node, name: str, default=None):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+from edgecomp.tvm.quant_ops import _attrs
 
 
 def _patch_conv(node, shapes: dict) -> tuple | None:
@@ -30,10 +28,11 @@ def _patch_conv(node, shapes: dict) -> tuple | None:
     x, w = shapes.get(node.input[0]), shapes.get(node.input[1])
     if x is None or w is None or len(x) != 4 or len(w) != 4:
         return None
-    kernel = tuple(_attr(node, "kernel_shape", w[2:]))
-    if (tuple(_attr(node, "strides", (1, 1))) != kernel or any(_attr(node, "pads", (0, 0, 0, 0)))
-            or any(d != 1 for d in _attr(node, "dilations", (1, 1))) or _attr(node, "group", 1) != 1
-            or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID")):
+    attrs = _attrs(node)
+    kernel = tuple(attrs.get("kernel_shape", w[2:]))
+    if (tuple(attrs.get("strides", (1, 1))) != kernel or any(attrs.get("pads", (0, 0, 0, 0)))
+            or any(d != 1 for d in attrs.get("dilations", (1, 1))) or attrs.get("group", 1) != 1
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID")):
         return None
     (N, Cin, H, W), (kh, kw) = x, kernel
     if kernel == (1, 1) or H % kh or W % kw or w[1] != Cin:
