@@ -61,6 +61,7 @@ def run(model: Model, cfg: LowerConfig, target: Target) -> Model:
         "untuned": sorted(f for f, r in compiled.schedules.items() if r != "tuned" and not r.startswith("kernel:")),
         "int_kernels": {"fused": len(fused.layers), "float_path": fused.skipped},
         "merge_kernels": {"fused": len(fused.merges), "unfused": fused.merges_unfused},
+        "attention_kernels": {"fused": fused.attention, "unfused": fused.attention_unfused},
         "naive": sorted(f for f, r in compiled.schedules.items() if r == "none"),
         "per_function": dict(sorted(compiled.schedules.items())),
         "params": len(compiled.params),

@@ -49,12 +49,13 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     """Return (IRModule with main(*inputs, *params), params list of numpy arrays in call order, fusion report).
 
     With a tvm ``target`` and ``kernels``, token-merge layers (``merge_fusion``) and then the quantized Linear
-    layers the target's integer kernels can run (``int_fusion``) are fused first; the report names them and
-    why any others were not."""
+    layers the target's integer kernels can run (``int_fusion``) are fused first, and after import each
+    attention's ``q kᵀ -> softmax -> · v`` on a CPU (``attention_fusion``); the report names them and why any
+    others were not."""
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgecomp.tvm import int_fusion, merge_fusion, patchify, quant_ops
+    from edgecomp.tvm import attention_fusion, int_fusion, merge_fusion, patchify, quant_ops
 
     check_ops(model)  # (also registers the quantisation converters)
     report = int_fusion.Fused([], {})
@@ -71,6 +72,9 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     with int_fusion.registered(target):
         mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                         dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
+    if target is not None and kernels and str(target.kind.name) == "llvm":
+        mod, attention = attention_fusion.fuse(mod, target)
+        report.attention, report.attention_unfused = attention.fused, attention.unfused
     mod, params = relax.frontend.detach_params(mod)
     return mod, [p.numpy() for p in params.get("main", [])], report
 

@@ -46,6 +46,8 @@ class Fused:
     skipped: dict[str, str]  # node name -> why it kept the float path
     merges: list[str] = field(default_factory=list)  # token-merge scopes run by the fused kernel (merge_fusion)
     merges_unfused: dict[str, str] = field(default_factory=dict)  # scope -> why its ops stayed separate
+    attention: int = 0  # attention chains run by the fused kernel (attention_fusion)
+    attention_unfused: dict[str, str] = field(default_factory=dict)  # softmax -> matmul binding -> why not
 
 
 class _Graph:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import KERNELS, Kernel
-from . import qgemm, token_merge
+from . import attention, qgemm, token_merge
 
 KERNELS.add("quantize_rows", Kernel(
     "quantize_rows", "per-token symmetric fake-quant (Abs, ReduceMax, Div, Clip, Div, Round, Clip) feeding qgemm",
@@ -17,3 +17,6 @@ KERNELS.add("token_merge", Kernel(
     "token_merge", "one layer's ToMe bipartite matching + size-weighted merge (the merges.tome<i> scope of the "
     "exported graph: ReduceMean, ReduceL2, MatMul, ArgMax, TopK, CumSum, GatherElements, ScatterElements, ...)",
     legal=token_merge.legal, build=lambda p, target: token_merge.build_token_merge(p)))
+KERNELS.add("attention", Kernel(
+    "attention", "matmul(q, kᵀ) [* scale] [+ bias] -> softmax -> matmul(p, v), batch 1 float32 (scores kept in L1)",
+    legal=attention.legal, build=lambda p, target: attention.build_attention(p)))
