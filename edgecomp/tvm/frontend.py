@@ -55,7 +55,7 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgecomp.tvm import attention_fusion, int_fusion, merge_fusion, patchify, quant_ops
+    from edgecomp.tvm import attention_fusion, int_fusion, merge_fusion, patchify, quant_ops, reshape_sinking
 
     check_ops(model)  # (also registers the quantisation converters)
     report = int_fusion.Fused([], {})
@@ -72,6 +72,7 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     with int_fusion.registered(target):
         mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                         dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=True)
+    mod = reshape_sinking.sink(mod)  # (exact: elementwise ops commute with a reshape)
     if target is not None and kernels and str(target.kind.name) == "llvm":
         mod, attention = attention_fusion.fuse(mod, target)
         report.attention, report.attention_unfused = attention.fused, attention.unfused
