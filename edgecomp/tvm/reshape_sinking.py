@@ -8,13 +8,18 @@ parallel pass over ``N x 4C`` values (vit-s16: 0.86 ms of ~50). Elementwise ops 
     f(reshape(x, s))                    -> reshape(f(x), s)
     f(reshape(x, s), c)  (c: 0-d, or 1-d along an unchanged last axis)
                                         -> reshape(f(x, c), s)
+    f(reshape(x, s), r)  (r of shape s; s only adds leading unit dims to x's shape: a residual)
+                                        -> reshape(f(x, reshape(r, shape of x)), s)
     f(reshape(x, s), reshape(y, s))     -> reshape(f(x, y), s)      (x, y of one shape)
     reshape(reshape(x, s1), s2)         -> reshape(x, s2);  reshape(x, shape of x) -> x
 
-leave the activation next to its matmul and the reshape after it (a free view in the VM, or gone).
+leave the activation (and a residual add) next to its matmul and the reshape after it (a free view in the VM,
+or gone).
 """
 
 from __future__ import annotations
+
+import math
 
 UNARY = ("relax.erf", "relax.tanh", "relax.exp", "relax.sigmoid", "relax.sqrt", "relax.rsqrt",
          "relax.negative", "relax.nn.relu", "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.nn.silu")
@@ -53,11 +58,25 @@ def sink(mod, max_rounds: int = 16):
     def unary(call, m):
         return relax.op.reshape(relax.Call(call.op, [m[x]], call.attrs), m[s])
 
-    def with_const(call, m):
-        if not _commutes(_shape(m[x]), _shape(call), m[c]):
-            return call
-        args = [m[x], m[c]] if call.args[1].same_as(m[c]) else [m[c], m[x]]
-        return relax.op.reshape(relax.Call(call.op, args, call.attrs), m[s])
+    def with_const(first: bool):
+        """The rewriter for ``f(reshape(x), c)`` (``first``) or ``f(c, reshape(x))``. (The pattern matcher may
+        swap the operands of add and multiply, which are commutative; the order it keeps for subtract, divide,
+        maximum and minimum is the call's.)"""
+
+        def rewrite(call, m):
+            other = m[c]
+            src_shape, out_shape = _shape(m[x]), _shape(call)
+            if not _commutes(src_shape, out_shape, other):
+                # a full-size operand (a residual) is reshaped too, but only where the reshape undoes a flatten
+                # (adds leading dims): the other direction would undo this rewrite
+                if src_shape is None or _shape(other) != out_shape or len(out_shape) <= len(src_shape) \
+                        or math.prod(out_shape[: len(out_shape) - len(src_shape)]) != 1:
+                    return call
+                other = relax.op.reshape(other, src_shape)
+            args = [m[x], other] if first else [other, m[x]]
+            return relax.op.reshape(relax.Call(call.op, args, call.attrs), m[s])
+
+        return rewrite
 
     def with_reshape(call, m):
         if _shape(m[x]) is None or _shape(m[x]) != _shape(m[y]) or _shape(call.args[0]) != _shape(call.args[1]):
@@ -78,7 +97,8 @@ def sink(mod, max_rounds: int = 16):
 
     rules = [
         (either([is_op(op)(reshape_x) for op in UNARY]), unary),
-        (either([p for op in BINARY for p in (is_op(op)(reshape_x, c), is_op(op)(c, reshape_x))]), with_const),
+        (either([is_op(op)(reshape_x, c) for op in BINARY]), with_const(first=True)),
+        (either([is_op(op)(c, reshape_x) for op in BINARY]), with_const(first=False)),
         (either([is_op(op)(reshape_x, reshape_y) for op in BINARY]), with_reshape),
         (is_op("relax.reshape")(reshape_x, s2), double),
     ]

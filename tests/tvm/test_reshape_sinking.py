@@ -65,3 +65,30 @@ def test_a_bias_along_a_changed_axis_keeps_the_reshape():
     text = after["main"].script()
     assert text.count("R.reshape") == 2 and "R.add(lv1, b)" in text  # the add still reads the [3, 8] reshape
     np.testing.assert_array_equal(_run(after, _feeds(8)), _run(_gelu_after_matmul(8, (3, 8)), _feeds(8)))
+
+
+def test_a_residual_operand_moves_with_the_reshape_in_its_own_position():
+    """``r - reshape(x @ w)`` and ``reshape(x @ w) / r`` (not commutative) with r of the 3-D shape: the op runs
+    on 2-D values next to the matmul, the operands keep their order, results do not change."""
+
+    def build():
+        bb = relax.BlockBuilder()
+        x = relax.Var("x", relax.TensorType((6, 4), "float32"))
+        w = relax.Var("w", relax.TensorType((4, 4), "float32"))
+        r = relax.Var("b", relax.TensorType((1, 6, 4), "float32"))
+        with bb.function("main", [x, w, r]):
+            with bb.dataflow():
+                y = bb.emit(relax.op.reshape(relax.op.matmul(x, w), (1, 6, 4)))
+                d = bb.emit(relax.op.subtract(r, y))
+                q = bb.emit(relax.op.divide(d, r))
+                out = bb.emit_output(relax.op.reshape(q, (6, 4)))
+            bb.emit_func_output(out)
+        return bb.get()
+
+    feeds = _feeds(4)
+    feeds["b"] = np.random.default_rng(1).uniform(1, 2, (1, 6, 4)).astype(np.float32)
+    after = reshape_sinking.sink(build())
+    text = after["main"].script()
+    assert "R.subtract(lv_1, lv)" in text and "R.divide(lv2, lv_1)" in text  # lv_1: r as [6, 4]; lv: x @ w
+    assert text.count("R.reshape") == 1  # r to 2-D (a view); the reshapes around the matmul cancel
+    np.testing.assert_array_equal(_run(after, feeds), _run(build(), feeds))
