@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from readme_section import replace_section
+from readme_section import model_scheme_results, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "speed"
@@ -56,23 +56,19 @@ def run(model: str, scheme: str, build_dir: Path, rounds: int, skip_done: bool) 
 def table() -> str:
     rows = ["| model | scheme | edgecomp p50 ms | onnxruntime p50 ms | onnxruntime best p50 ms | torch fp32 p50 ms "
             "| edgecomp / best ORT | integer layers |", "|---|---|---|---|---|---|---|---|"]
-    files = {(d["model"], d["scheme"]): d for d in (json.loads(f.read_text()) for f in RESULTS.glob("*.json"))}
-    for model in MODELS:
-        for scheme in SCHEMES:
-            d = files.get((model, scheme))
-            if d is None:
-                continue
-            r = d["results"]
-            p50 = {k: r[k]["p50_ms"] for k in r}
-            best = min(p50[k] for k in ("onnxruntime", "onnxruntime-best") if k in p50)
-            fused = (d.get("int_kernels") or {}).get("fused", 0)
-            cells = {k: f"{p50[k]:.2f}" if k in p50 else "–" for k in ("edgecomp", *ENGINES)}
-            rows.append(f"| {model} | {scheme.upper() if scheme != 'fp32' else 'fp32'} | {cells['edgecomp']} | "
-                        f"{cells['onnxruntime']} | {cells['onnxruntime-best']} | {cells['torch']} | "
-                        f"{p50['edgecomp'] / best:.2f}x | {fused} |")
+    found = list(model_scheme_results(RESULTS, MODELS, SCHEMES))
+    for model, scheme, d in found:
+        r = d["results"]
+        p50 = {k: r[k]["p50_ms"] for k in r}
+        best = min(p50[k] for k in ("onnxruntime", "onnxruntime-best") if k in p50)
+        fused = (d.get("int_kernels") or {}).get("fused", 0)
+        cells = {k: f"{p50[k]:.2f}" if k in p50 else "–" for k in ("edgecomp", *ENGINES)}
+        rows.append(f"| {model} | {scheme.upper() if scheme != 'fp32' else 'fp32'} | {cells['edgecomp']} | "
+                    f"{cells['onnxruntime']} | {cells['onnxruntime-best']} | {cells['torch']} | "
+                    f"{p50['edgecomp'] / best:.2f}x | {fused} |")
     prov = ""
-    if files:
-        p = next(iter(files.values()))["provenance"]
+    if found:
+        p = found[0][2]["provenance"]
         prov = (f"\n\nMeasured on {p['cpu']}, {p['threads']} threads, batch 1, each engine in its own process, "
                 f"rounds interleaved, p50 of {p['rounds'] * p['per_round']} calls. Quantized builds use RTN weights.")
     return "\n".join(rows) + prov + "\n\nRegenerate: `python bench/cpu_speed.py` (JSON in `bench/results/speed/`)."

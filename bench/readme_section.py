@@ -32,3 +32,15 @@ def run_then_table(doc: str, flag: str, items, build_dir: Path, run, table, begi
             run(item, args.build_dir)
     if not replace_section(begin, end, table()):
         raise SystemExit(f"README.md has no {begin} ... {end} section")
+
+
+def model_scheme_results(results: Path, models, schemes):
+    """The ``*.json`` results in ``results`` that carry "model" and "scheme", as (model, scheme, data) in the
+    order of ``models`` x ``schemes`` (pairs without a file are skipped)."""
+    import json
+
+    files = {(d["model"], d["scheme"]): d for d in (json.loads(f.read_text()) for f in results.glob("*.json"))}
+    for model in models:
+        for scheme in schemes:
+            if (model, scheme) in files:
+                yield model, scheme, files[(model, scheme)]
