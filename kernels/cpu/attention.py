@@ -76,6 +76,9 @@ def build_attention(p: Attention):
     KROWS = H * D
     KT_TASK = -(-KROWS // TASKS)
     MV = M // V * V  # key columns copied as whole vectors
+    BROWS = BH * BN  # bias rows
+    B_TASKS = min(TASKS, BROWS)
+    B_TASK = -(-BROWS // B_TASKS)
 
     def vec(start):
         return T.ramp(start, 1, V)
@@ -95,11 +98,16 @@ def build_attention(p: Attention):
                     for j in range(MV, MP):
                         ktp[row // D, row % D, j] = T.if_then_else(j < M, kt[0, row // D, row % D, T.min(j, M - 1)],
                                                                   T.float32(0))
-            for bh in range(BH):
-                for bn in range(BN):
-                    for j in range(MP):
-                        bp[bh, bn, j] = T.if_then_else(
-                            j < M, bias[0, bh, bn, T.min(j, M - 1)] if has_bias else T.float32(0), T.float32(PAD))
+            # (a causal mask is N x M values, the same for every layer: copied in whole vectors, rows in parallel)
+            for task in T.parallel(B_TASKS):
+                for row in range(task * B_TASK, T.min(BROWS, task * B_TASK + B_TASK)):
+                    for jv in range(MV // V):
+                        bp[row // BN, row % BN, vec(jv * V)] = bias[0, row // BN, row % BN, vec(jv * V)] \
+                            if has_bias else T.broadcast(T.float32(0), V)
+                    for j in range(MV, MP):
+                        bp[row // BN, row % BN, j] = T.if_then_else(
+                            j < M, bias[0, row // BN, row % BN, T.min(j, M - 1)] if has_bias else T.float32(0),
+                            T.float32(PAD))
             for task in T.parallel(NT):
                 s = T.alloc_buffer((R, MP), "float32", scope="local")
                 acc = T.alloc_buffer((R, JT * V), "float32", scope="local")
