@@ -83,6 +83,25 @@ def build_attention(p: Attention):
     def vec(start):
         return T.ramp(start, 1, V)
 
+    @T.macro
+    def score_tile(q, ktp, scale, bp, acc, s, mx, h, n0, j0, width):
+        """Scores of R rows x ``width`` vectors from key column ``j0``: scaled, biased, stored in ``s``, and the
+        running row maximum per lane in ``mx``."""
+        for r in T.unroll(R):
+            for jv in T.unroll(width):
+                acc[r, vec(jv * V)] = T.broadcast(T.float32(0), V)
+        for d in range(D):
+            for r in T.unroll(R):
+                for jv in T.unroll(width):
+                    acc[r, vec(jv * V)] = acc[r, vec(jv * V)] + T.broadcast(
+                        q[0, h, T.min(n0 + r, N - 1), d], V) * ktp[h, d, vec(j0 + jv * V)]
+        for r in T.unroll(R):
+            for jv in T.unroll(width):
+                sv = (acc[r, vec(jv * V)] * T.broadcast(scale[()], V) if has_scale else acc[r, vec(jv * V)]) + bp[
+                    T.min(h, BH - 1), T.min(n0 + r, N - 1) % BN, vec(j0 + jv * V)]
+                s[r, vec(j0 + jv * V)] = sv
+                mx[r, vec(0)] = T.max(mx[r, vec(0)], sv)
+
     @T.prim_func(s_tir=True)
     def attention(q: T.Buffer((1, H, N, D), "float32"), kt: T.Buffer((1, H, D, M), "float32"),
                   v: T.Buffer((1, H, M, Dv), "float32"), scale: T.Buffer((), "float32"),
@@ -122,33 +141,9 @@ def build_attention(p: Attention):
                     for r in T.unroll(R):
                         mx[r, vec(0)] = T.broadcast(T.float32(PAD), V)
                     for jb in range(JMAIN // JT):
-                        for r in T.unroll(R):
-                            for jv in T.unroll(JT):
-                                acc[r, vec(jv * V)] = T.broadcast(T.float32(0), V)
-                        for d in range(D):
-                            for r in T.unroll(R):
-                                for jv in T.unroll(JT):
-                                    acc[r, vec(jv * V)] = acc[r, vec(jv * V)] + T.broadcast(
-                                        q[0, h, T.min(n0 + r, N - 1), d], V) * ktp[h, d, vec((jb * JT + jv) * V)]
-                        for r in T.unroll(R):
-                            for jv in T.unroll(JT):
-                                sv = (acc[r, vec(jv * V)] * T.broadcast(scale[()], V) if has_scale
-                                      else acc[r, vec(jv * V)]) + bp[
-                                    T.min(h, BH - 1), T.min(n0 + r, N - 1) % BN, vec((jb * JT + jv) * V)]
-                                s[r, vec((jb * JT + jv) * V)] = sv
-                                mx[r, vec(0)] = T.max(mx[r, vec(0)], sv)
+                        score_tile(q, ktp, scale, bp, acc, s, mx, h, n0, jb * JT * V, JT)
                     for jv in range(JMAIN, JV):
-                        for r in T.unroll(R):
-                            acc[r, vec(0)] = T.broadcast(T.float32(0), V)
-                        for d in range(D):
-                            for r in T.unroll(R):
-                                acc[r, vec(0)] = acc[r, vec(0)] + T.broadcast(
-                                    q[0, h, T.min(n0 + r, N - 1), d], V) * ktp[h, d, vec(jv * V)]
-                        for r in T.unroll(R):
-                            sv = (acc[r, vec(0)] * T.broadcast(scale[()], V) if has_scale else acc[r, vec(0)]) + bp[
-                                T.min(h, BH - 1), T.min(n0 + r, N - 1) % BN, vec(jv * V)]
-                            s[r, vec(jv * V)] = sv
-                            mx[r, vec(0)] = T.max(mx[r, vec(0)], sv)
+                        score_tile(q, ktp, scale, bp, acc, s, mx, h, n0, jv * V, 1)
                     # 2. e = exp(s - max) in place, its sum per lane (padded columns contribute 0)
                     for r in range(R):
                         rs[r] = mx[r, 0]
