@@ -111,7 +111,8 @@ def _match(outer, var2val, uses, lanes: int):
 
 
 def fuse(mod, target):
-    """(``mod`` with every fusable attention chain of ``main`` replaced by the registry kernel, AttentionFusion)."""
+    """(``mod`` with every fusable attention chain of ``main`` replaced by the registry kernel, AttentionFusion).
+    ``target``: an LLVM (CPU) tvm Target."""
     import numpy as np
     from tvm import relax
 
@@ -127,7 +128,7 @@ def fuse(mod, target):
         if isinstance(block, relax.DataflowBlock):
             for var, users in relax.analysis.udchain(block).items():
                 uses[var] = len(users)
-    lanes = _vector_lanes(target) if str(target.kind.name) == "llvm" else 16
+    lanes = _vector_lanes(target)
     plan = []
     for var, val in var2val.items():
         if _op(val) != "relax.matmul":
