@@ -163,7 +163,12 @@ def export_model(compiled, target, directory: Path) -> tuple[Path, Path]:
         return compiled.export_files(directory)
     so, params = Path(directory) / "model.so", Path(directory) / "params.bin"
     link = cross.fcompile(target)
-    compiled.executable.export_library(str(so), **({"fcompile": link} if link is not None else {}))
+    kwargs = {"fcompile": link} if link is not None else {}
+    if not target.supports("cuda"):
+        # the kernels' DWARF is about half of an unstripped model.so and no runtime reads it; the symbol
+        # table stays (profilers name kernels by it)
+        kwargs["options"] = ["-Wl,--strip-debug"]
+    compiled.executable.export_library(str(so), **kwargs)
     if getattr(compiled, "check_library", None) is not None:  # e.g. CUDA: must hold a fatbin, not source
         compiled.check_library(so)
     tvm.runtime.save_param_dict_to_file({f"p{i}": tvm.runtime.tensor(p) for i, p in enumerate(compiled.params)},
