@@ -2,7 +2,8 @@
 
 The build fails (NumericsError) when max |onnxruntime - torch| over ``check_samples`` calibration
 feeds exceeds the tolerance (the model's default, or ``export.tolerance``). An ONNX source is
-folded and checked against its own unfolded graph.
+folded and checked against its own unfolded graph. After folding, initializers that repeat along an axis
+are stored once (``onnx_broadcast``; exact), so model.onnx and params.bin carry no folded broadcasts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 
-from edgecomp import onnx_tools
+from edgecomp import onnx_broadcast, onnx_tools
 from edgecomp.config import ExportConfig
 from edgecomp.errors import MalformedModelError, NumericsError
 from edgecomp.model import Model, StageReport
@@ -34,6 +35,7 @@ def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
         against = "onnxruntime (unoptimised source graph)"
     with onnx_tools.runtime_errors(f"{model.name} (folded)"):  # an ONNX source's graph, or our export
         folded = onnx_tools.fold(exported)
+        folded, shrunk = onnx_broadcast.shrink_uniform_initializers(folded, feeds[0])
         sess = onnx_tools.session(folded)
         outs = [onnx_tools.run(sess, f) for f in feeds]
     check = onnx_tools.check_error(outs, reference, model.quantized)
@@ -45,7 +47,9 @@ def run(model: Model, cfg: ExportConfig, target: Target) -> Model:
     summary = {"opset": cfg.opset, "nodes": len(folded.graph.node), "ops": _op_counts(folded),
                "checked_against": against, "check_samples": len(feeds),
                metric: float(f"{err:.3g}"), "worst_feed_err": float(f"{check['worst']:.3g}"),
-               "tolerance": tolerance}
+               "tolerance": tolerance,
+               "repeated_initializers_stored_once": {"count": len(shrunk["initializers"]),
+                                                     "bytes_saved": shrunk["bytes_saved"]}}
     return model.with_report(StageReport(NAME, "done", summary), form="onnx", payload=folded)
 
 
