@@ -99,8 +99,9 @@ def table() -> str:
                 continue
             any_run = next(iter(cell.values()))
             vals = [f"{cell[m]['value']:.4f}" if m in cell else "–" for m in METHODS]
-            dep = any_run["fp32_deployed_bytes"] / any_run["deployed_bytes"]
-            onx = any_run["fp32_onnx_bytes"] / any_run["onnx_bytes"]
+            sized = cell.get("rtn", any_run)  # RTN: the plain storage format, and the cheapest rebuild
+            dep = sized["fp32_deployed_bytes"] / sized["deployed_bytes"]
+            onx = sized["fp32_onnx_bytes"] / sized["onnx_bytes"]
             rows.append(f"| {model} | {scheme.upper()} | {any_run['metric']} ({any_run['fp32_value']:.4f}) | "
                         + " | ".join(vals) + f" | {dep:.1f}x smaller | {onx:.1f}x smaller |")
     overrides = sorted({" ".join(r["recipe_overrides"]) for r in runs if r["recipe_overrides"]})
@@ -109,6 +110,9 @@ def table() -> str:
     if shipped:
         note += (f" {', '.join(shipped)}: the weights keep the checkpoint's shipped grid (README: Shipped grids), "
                  "so these rows measure activation rounding; their size is that of the shipped grid.")
+    note += (" Sizes are the RTN build's against the fp32 build of the same edgecomp version (deployed = `model.so` + "
+             "`params.bin`, what the runtime loads); a QuartDepth build with LogNP-polished layers also stores "
+             "their polish factors, and each run's JSON holds its own size.")
     return ("\n".join(rows) + note + "\n\nRegenerate: `python bench/quant_results.py` (one JSON per run in "
             "`bench/results/quant/`; 32 calibration samples from train / held-apart data).")
 
