@@ -72,10 +72,33 @@ def scene_seed(split: str, index: int) -> int:
     return int(np.random.SeedSequence([7919, SPLITS[split], index]).generate_state(1, np.uint64)[0] >> 1)
 
 
+_texture_file: np.ndarray | None = None  # uint8 [n, T, T, 3] set by use_texture_file
+
+
+def save_texture_file(path) -> None:
+    """Write the texture crops as uint8 (``.npz``): a machine without the zoo's photo packages (a lent GPU
+    training box) renders the same scenes from it. Exact: every crop is a uint8 image divided by 255."""
+    crops = np.stack([np.round(t * 255.0).astype(np.uint8) for t in textures()])
+    np.savez_compressed(path, crops=crops)
+
+
+def use_texture_file(path) -> None:
+    """Render with the crops of ``save_texture_file`` instead of reading the photo packages."""
+    global _texture_file
+    with np.load(path) as f:
+        _texture_file = f["crops"]
+    textures.cache_clear()
+
+
 @functools.lru_cache(maxsize=1)
 def textures() -> tuple[np.ndarray, ...]:
     """Float32 [T, T, 3] texture crops in [0, 1], four per photo (corners of a centred square), from the
     zoo's eval and calibration photo pools, minus the Middlebury evaluation scenes."""
+    if _texture_file is not None:
+        out = [c.astype(np.float32) / 255.0 for c in _texture_file]
+        for t in out:
+            t.setflags(write=False)
+        return tuple(out)
     from PIL import Image
 
     from edgecomp.zoo.data import photos
@@ -260,11 +283,22 @@ def render(seed: int, cfg: SceneConfig = SceneConfig()) -> tuple[np.ndarray, np.
     return (np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), depth.reshape(n, n).astype(np.float32))
 
 
-def load(split: str, n: int, cfg: SceneConfig = SceneConfig(), start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Scenes ``start .. start+n-1`` of ``split``: (uint8 [n, H, W, 3], float32 [n, H, W] metres)."""
+def load(
+    split: str, n: int, cfg: SceneConfig = SceneConfig(), start: int = 0, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scenes ``start .. start+n-1`` of ``split``: (uint8 [n, H, W, 3], float32 [n, H, W] metres).
+    ``workers`` > 1 renders in forked processes; the result is the same (each scene depends on its seed only)."""
     if n < 1:
         raise ConfigError(f"asked for {n} scenes", hint="n >= 1")
-    pairs = [render(scene_seed(split, start + i), cfg) for i in range(n)]
+    seeds = [scene_seed(split, start + i) for i in range(n)]
+    if workers > 1:
+        import multiprocessing
+
+        textures()  # load once, before the fork, so every worker shares the crops
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pairs = pool.starmap(render, [(s, cfg) for s in seeds], chunksize=64)
+    else:
+        pairs = [render(s, cfg) for s in seeds]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
