@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -157,6 +158,7 @@ def _save(
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     tmp.replace(out / f"{NAME}.safetensors")
     meta = {
+        "command": " ".join(["python -m edgecomp.zoo.train_depth_vit", *sys.argv[1:]]),
         "config": CONFIG.to_dict(),
         "seed": args.seed,
         "batch": args.batch,

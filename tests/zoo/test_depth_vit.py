@@ -27,19 +27,19 @@ def test_entry_and_weights():
     assert out.shape == (1, 1, 64, 64) and (out > 0).all()
 
 
-def test_committed_weights_beat_a_constant_depth():
-    import numpy as np
-
+def test_committed_weights_beat_the_per_pixel_depth_prior():
     from edgecomp.eval import depth, depth_metrics
 
     res = api.evaluate("depth-vit", limit=50)
     assert res["n"] == 50 and res["metric"] == "abs_rel" and not res["higher_is_better"]
-    # the best single depth for these very scenes (geometric mean of their ground truth) is the floor to beat
+    # the floor to beat: at every pixel, the geometric mean of these very scenes' ground truth (the scenes'
+    # layout prior, ground below and wall behind, with no look at the image); a constant depth is far weaker.
+    # The step-400 weights (AbsRel 0.81, δ1 0.29) did not beat it; these give 0.31 / 0.47 against 0.61 / 0.29
     _, gts = depth._test_split(64, 50)
-    const = float(np.exp(np.log(gts).mean()))
-    base = depth_metrics.mean_metrics([depth_metrics.image_metrics(np.full_like(g, const), g) for g in gts])
-    assert res["details"]["test_delta1"] > base["delta1"] + 0.05
-    assert res["value"] < base["abs_rel"]
+    prior = np.exp(np.log(np.asarray(gts)).mean(axis=0))
+    base = depth_metrics.mean_metrics([depth_metrics.image_metrics(prior, g) for g in gts])
+    assert res["details"]["test_delta1"] > base["delta1"] + 0.1
+    assert res["value"] < 0.8 * base["abs_rel"]
 
 
 def test_calibration_is_deterministic_train_split():
