@@ -10,7 +10,8 @@ ops (Add, Sub, Mul, Div) and each consumer's output shape stays the same. The ot
 that axis, so broadcasting restores the same values and the result is bit-identical. The other operands'
 shapes are measured: one onnxruntime run on ``feed`` exposes them as outputs. That covers contrib ops
 (MatMulNBits, GatherBlockQuantized), which ONNX shape inference leaves unshaped. Graphs with symbolic
-input dimensions are left alone: a shape measured on one feed says nothing about another.
+input dimensions are left alone: a shape measured on one feed says nothing about another. So are graphs
+with control flow (If / Loop / Scan), whose bodies may read the same initializers.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def shrink_uniform_initializers(model, feed: dict) -> tuple[object, dict]:
 
     report: dict = {"initializers": [], "bytes_saved": 0}
     graph = model.graph
-    if not _static_inputs(model):
-        return model, report
+    if not _static_inputs(model) or any(a.type in (a.GRAPH, a.GRAPHS) for n in graph.node for a in n.attribute):
+        return model, report  # control-flow bodies read outer initializers: their uses are not counted here
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:

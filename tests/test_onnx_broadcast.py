@@ -80,3 +80,15 @@ def test_symbolic_inputs_are_left_alone():
     m = _model({"c": c}, [helper.make_node("Add", ["x", "c"], ["y"])], x_shape=("batch", 64, 32))
     _, report = onnx_broadcast.shrink_uniform_initializers(m, {"x": np.ones((1, 64, 32), np.float32)})
     assert report["initializers"] == []
+
+
+def test_graphs_with_control_flow_are_left_alone():
+    c = _row_repeated(rows=64, width=32)
+    branch = helper.make_graph([helper.make_node("Identity", ["c"], ["b"])], "branch", [],
+                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 64, 32])])
+    m = _model({"c": c, "flag": np.array(True)},
+               [helper.make_node("Add", ["x", "c"], ["a"]),
+                helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=branch)],
+               x_shape=(1, 64, 32))
+    _, report = onnx_broadcast.shrink_uniform_initializers(m, {"x": np.ones((1, 64, 32), np.float32)})
+    assert report["initializers"] == [] and list(m.graph.initializer[0].dims) == [1, 64, 32]
