@@ -211,14 +211,15 @@ def main() -> None:
     ap.add_argument("--bench-only", action="store_true", help="re-measure the built artifacts of --only (or all)")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    only = [n for n in args.only.split(",") if n]
+    for n in only:
+        if n not in RUNS:
+            sys.exit(f"unknown run {n!r}: {', '.join(RUNS)}")
     if args.bench_only:
-        for n in [n for n in args.only.split(",") if n] or [n for n in RUNS if (RESULTS / f"{n}.json").exists()]:
+        for n in only or [n for n in RUNS if (RESULTS / f"{n}.json").exists()]:
             rebench(n)
     elif not args.table_only:
-        names = [n for n in args.only.split(",") if n] or [n for n in RUNS if not (RESULTS / f"{n}.json").exists()]
-        for n in names:
-            if n not in RUNS:
-                sys.exit(f"unknown run {n!r}: {', '.join(RUNS)}")
+        for n in only or [n for n in RUNS if not (RESULTS / f"{n}.json").exists()]:
             run(n)
     if not args.no_figure:
         figure()

@@ -76,10 +76,9 @@ _texture_file: np.ndarray | None = None  # uint8 [n, T, T, 3] set by use_texture
 
 
 def save_texture_file(path) -> None:
-    """Write the texture crops as uint8 (``.npz``): a machine without the zoo's photo packages (a lent GPU
-    training box) renders the same scenes from it. Exact: every crop is a uint8 image divided by 255."""
-    crops = np.stack([np.round(t * 255.0).astype(np.uint8) for t in textures()])
-    np.savez_compressed(path, crops=crops)
+    """Write the uint8 texture crops (``.npz``): a machine without the zoo's photo packages (a lent GPU
+    training box) renders the same scenes from it."""
+    np.savez_compressed(path, crops=np.stack(_photo_crops()))
 
 
 def use_texture_file(path) -> None:
@@ -93,12 +92,36 @@ def use_texture_file(path) -> None:
 @functools.lru_cache(maxsize=1)
 def textures() -> tuple[np.ndarray, ...]:
     """Float32 [T, T, 3] texture crops in [0, 1], four per photo (corners of a centred square), from the
-    zoo's eval and calibration photo pools, minus the Middlebury evaluation scenes."""
-    if _texture_file is not None:
-        out = [c.astype(np.float32) / 255.0 for c in _texture_file]
-        for t in out:
-            t.setflags(write=False)
-        return tuple(out)
+    zoo's eval and calibration photo pools, minus the Middlebury evaluation scenes (or from the texture file,
+    the same uint8 crops)."""
+    crops = _photo_crops() if _texture_file is None else list(_texture_file)
+    out = []
+    for c in crops:
+        t = c.astype(np.float32) / 255.0
+        t.setflags(write=False)
+        out.append(t)
+    return tuple(out)
+
+
+def _photo_crops() -> list[np.ndarray]:
+    """uint8 [T, T, 3] crops of the photo pools, in ``textures`` order."""
+    from PIL import Image
+
+    from edgecomp.zoo.data import photos
+
+    out = []
+    for pool in ("eval", "calib"):
+        for name, img in photos.load(pool):
+            if name in TEXTURE_EXCLUDE:
+                continue
+            h, w = img.shape[:2]
+            side = min(h, w)
+            sq = Image.fromarray(img[(h - side) // 2 : (h + side) // 2, (w - side) // 2 : (w + side) // 2])
+            big = np.asarray(sq.resize((2 * TEXTURE_SIZE, 2 * TEXTURE_SIZE), Image.Resampling.BILINEAR))
+            for dy in (0, TEXTURE_SIZE):
+                for dx in (0, TEXTURE_SIZE):
+                    out.append(big[dy : dy + TEXTURE_SIZE, dx : dx + TEXTURE_SIZE])
+    return out
     from PIL import Image
 
     from edgecomp.zoo.data import photos
