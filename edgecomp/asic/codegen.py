@@ -20,10 +20,11 @@ Tiling (``Tiling``): the MMU takes a weight tile of ``Tk x Tn`` (Tk = rows x mac
 size, Tn = cols) and streams ``m`` activation rows through it. Activations are quantized once per row block of
 ``Tm`` rows (as many as the ACT buffer holds as codes, beside a double-buffered fp32 staging area of ``Tq``
 rows) and stay on chip while every weight tile passes; weight tiles, group scales and zero points are
-double-buffered (slot parity), so the DMA of tile t+1 overlaps the GEMM of tile t. Loop order:
-``for m-block: quantize rows; for n-tile: for group: LOAD scales; for k-tile: LOAD W, GEMM; VFOLD;
-VEPI; STORE``, each STORE issued after the next tile's first GEMM (a STORE waiting for its epilogue must not
-hold back the next tile's weight loads). ``tiling`` raises a ConfigError naming the ``[asic.sram]`` parameter
+double-buffered (slot parity), so the DMA of tile t+1 overlaps the GEMM of tile t, and so is the int32
+accumulator, per group, so a group's GEMMs overlap the previous group's VFOLD. Loop order: ``for m-block:
+quantize rows; for n-tile: for group: for k-tile: LOAD W (then the group's scales), GEMM; VFOLD; VEPI;
+STORE``, each STORE issued after the next tile's first GEMM (a STORE waiting for its epilogue must not hold
+back the next tile's weight loads). ``tiling`` raises a ConfigError naming the ``[asic.sram]`` parameter
 when not even a minimal tile fits.
 
 An activation x activation partition (``kind`` "matmul", ``matmul_program``) runs the same loop once per
@@ -155,7 +156,7 @@ def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
     K, N, G = t.K, t.N, t.G
     has_z, has_b = layer.wbits == 4, layer.has_bias
     prog: list[isa.Instruction] = []
-    kt = nt = 0
+    kt = nt = gt = 0  # weight tiles, output tiles and groups issued so far (slot parities)
     for m0 in range(0, t.M, t.Tm):
         m = min(t.Tm, t.M - m0)
         for qi, r0 in enumerate(range(0, m, TQ)):
@@ -165,22 +166,29 @@ def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
         pending: isa.Store | None = None  # the previous tile's STORE, issued once this tile's first GEMM is queued
         for n0 in range(0, N, t.Tn):
             n = min(t.Tn, N - n0)
-            acc, facc, out = 2 * (nt % 2), 2 * (nt % 2) + 1, nt % 2
+            facc, out = 2 * (nt % 2) + 1, nt % 2
             if has_b:
                 prog.append(isa.Load(isa.Buf.WGT, B_SLOT + nt % 2, BIAS, 0, n0, 1, n))
             for g in range(K // G):
-                prog.append(isa.Load(isa.Buf.WGT, WS_SLOT + g % 2, WS, g, n0, 1, n))
-                if has_z:
-                    prog.append(isa.Load(isa.Buf.WGT, Z_SLOT + g % 2, Z, g, n0, 1, n))
+                # NOTE: the int32 accumulator alternates per group, so group g+1's GEMMs run while VFOLD
+                # reads group g's sums (with Tk = G one GEMM per group, a single slot serialises MMU and VCU).
+                acc, gp = 2 * (gt % 2), gt % 2
+                gt += 1
                 for k0 in range(g * G, (g + 1) * G, t.Tk):
                     ws, k = W_SLOT + kt % 2, min(t.Tk, (g + 1) * G - k0)
                     prog.append(isa.Load(isa.Buf.WGT, ws, W, n0, k0, n, k))
+                    if k0 == g * G:
+                        # NOTE: scales and zeros after the weight tile: they wait for the VFOLD two groups
+                        # back, and the in-order DMA queue must not hold the next GEMM's weights behind them.
+                        prog.append(isa.Load(isa.Buf.WGT, WS_SLOT + gp, WS, g, n0, 1, n))
+                        if has_z:
+                            prog.append(isa.Load(isa.Buf.WGT, Z_SLOT + gp, Z, g, n0, 1, n))
                     prog.append(isa.Gemm(CODES, ws, acc, int(k0 != g * G), layer.wbits, k0, m, n, k))
                     kt += 1
                     if pending is not None:
                         prog.append(pending)
                         pending = None
-                prog.append(isa.VFold(acc, facc, WS_SLOT + g % 2, Z_SLOT + g % 2 if has_z else isa.NO_SLOT, SUMS,
+                prog.append(isa.VFold(acc, facc, WS_SLOT + gp, Z_SLOT + gp if has_z else isa.NO_SLOT, SUMS,
                                       int(g == 0), g, m, n))
             prog.append(isa.VEpi(facc, SCALE, B_SLOT + nt % 2 if has_b else isa.NO_SLOT, out, m, n))
             pending = isa.Store(isa.Buf.OUT, out, Y, m0, n0, m, n)

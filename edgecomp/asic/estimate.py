@@ -53,12 +53,15 @@ def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_byte
     before the next block starts). The right operand of an attention product is quantized per column over all
     rows, so it is never streamed. View ops (Reshape, Flatten, (Un)Squeeze, Identity) are transparent: their
     output is the same data, so the decision looks through them (onnxruntime's Reshape -> Gemm -> Reshape form
-    fuses like a plain MatMul); Shape reads no data. Graph inputs and outputs always live in DRAM."""
+    fuses like a plain MatMul); so are the head split / merge Transposes an attention product's DMA absorbs
+    (``absorbed_layout``: a head is a strided tile of the same data). Shape reads no data. Graph inputs and
+    outputs always live in DRAM."""
     from edgecomp.asic.cost import _itemsize, _numel
 
     def kind(node) -> str | None:
         return _kind(node, specs, cfg)
 
+    absorbed = absorbed_layout(graph, specs, cfg)
     g = graph.graph
     outputs = {v.name for v in g.output}
     boundary = {v.name for v in g.input} | outputs
@@ -66,7 +69,7 @@ def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_byte
     direct: dict[str, list] = {}  # value -> consumer kinds, or ("view", output) for a view op reading it
     for node in g.node:
         k = kind(node)
-        view = node.op_type in VIEW_OPS and not is_partition(node)
+        view = (node.op_type in VIEW_OPS and not is_partition(node)) or node.name in absorbed
         for v in node.output:
             producer[v] = producer.get(node.input[0]) if view and node.input else k
         for j, v in enumerate(node.input):

@@ -84,3 +84,38 @@ def test_fusion_looks_through_reshapes():
     rows = {r["name"]: r for r in compiled.cost["layers"]}
     assert "Y" in rows["fc"]["fused_io"]
     assert rows["erf"]["dram_bytes"] == T * 48 * 4  # only its own output, a graph output, goes to DRAM
+
+
+def test_fusion_looks_through_head_split_transposes():
+    """A projection feeding an attention product through the head split (Reshape, Transpose) and the 1/√d Mul
+    streams into it like a plain elementwise consumer: the Transpose is a strided DMA tile of the same data."""
+    from edgecomp.asic.attention import quantize_attention
+    from edgecomp.asic.build import compile_asic
+    from edgecomp.targets import load_target
+
+    m = _fake_quant_graph(False)
+    T, H, D = 800, 3, 16  # y is 800 x 48 x 4 B = 150 KiB: on chip only if streamed
+    m.graph.initializer.extend([numpy_helper.from_array(np.array([1, T, H, D], np.int64), "heads"),
+                                numpy_helper.from_array(np.array(0.25, np.float32), "scale")])
+    m.graph.node.extend([
+        helper.make_node("Reshape", ["y", "heads"], ["y4"], name="split"),
+        helper.make_node("Transpose", ["y4"], ["q"], perm=[0, 2, 1, 3], name="Transpose_q"),
+        helper.make_node("Mul", ["q", "scale"], ["qs"], name="scale_q"),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2], name="Transpose_k"),
+        helper.make_node("MatMul", ["qs", "kt"], ["s"], name="MatMul"),
+        helper.make_node("Softmax", ["s"], ["p"], axis=-1, name="Softmax"),
+        helper.make_node("MatMul", ["p", "k"], ["o"], name="MatMul_1"),
+    ])
+    m.graph.input.append(helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, H, T, D]))
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, H, T, D]))
+    m, n = quantize_attention(m)
+    assert n == 1
+    rng = np.random.default_rng(0)
+    feed = {"x": rng.standard_normal((1, T, 64)).astype(np.float32),
+            "k": rng.standard_normal((1, H, T, D)).astype(np.float32)}
+    compiled, _ = compile_asic(m, [feed], load_target("asic-sim").asic)
+    rows = {r["name"]: r for r in compiled.cost["layers"]}
+    assert "Transpose_q" not in rows  # absorbed by the product's DMA
+    assert "Y" in rows["fc"]["fused_io"]
+    assert rows["scale_q"]["dram_bytes"] == 0

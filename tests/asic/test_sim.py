@@ -83,3 +83,24 @@ def test_dram_traffic_counts_packed_weights(asic_cfg, random_layer):
     _, stats, _, _ = _run(layer, np.ones((M, K), np.float32), asic_cfg, functional=False)
     expected = N * K // 2 + (K // 64) * N * (4 + 0.5) + M * K * 4 + M * N * 4  # int4 W, scales + zeros, X, Y
     assert stats.dram_bytes == pytest.approx(expected)
+
+
+def test_groups_overlap_their_fold(asic_cfg, random_layer):
+    """With one k-tile per group (W4A4, G = Tk = 128) the MMU runs group g+1 while the VCU folds group g (the
+    int32 accumulator alternates per group) and the next weight tile is not queued behind scale loads: after the
+    quantize prologue the run is MMU-bound, not MMU + VCU."""
+    rng = np.random.default_rng(0)
+    M, K, N = 197, 1536, 384
+    layer = random_layer(rng, 4, 7, 128, K, N)
+    dp = asic_cfg.datapath(4, 4)
+    spec = codegen.LayerSpec.of(layer)
+    t = codegen.tiling(M, K, N, 128, 4, 4, dp, asic_cfg)
+    assert t.Tk == t.G == 128 and t.Tm == M
+    prog = codegen.program(spec, t)
+    gemms = [i for i in prog if isinstance(i, isa.Gemm)]
+    assert [g.acc for g in gemms[:4]] == [0, 2, 0, 2]
+    on_chip = frozenset({codegen.X, codegen.Y})  # streamed in and out: the weights are all the DRAM traffic
+    stats = Simulator(asic_cfg, dp, functional=False).run(prog, {}, codegen.tensor_bits(spec), on_chip)
+    prologue = M * K * 4 / asic_cfg.sram_bytes_per_cycle  # fp32 rows copied in before the first GEMM
+    fold = sum(isinstance(i, isa.VFold) for i in prog) * M * t.Tn * 2 / asic_cfg.vcu_lanes
+    assert stats.cycles <= prologue + stats.busy["mmu"] + 2_000 < prologue + stats.busy["mmu"] + fold
