@@ -61,8 +61,9 @@ def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str],
     fp = fp32_reference(model, build_dir)
     sets = [a for s in extra for a in ("--set", s)]
     edgecomp("build", model, "--target", "x86", "--quant", scheme, "--quant-method", method, *sets, "-o", str(art))
-    # agreement metrics (efficientnet-lite0: top-1 agreement with fp32) need the fp32 reference in the same run
-    no_ref = [] if fp["metric"].endswith("agreement") else ["--no-reference"]
+    # agreement metrics (efficientnet-lite0: top-1 agreement with fp32) need the fp32 reference in the same run;
+    # so does the embedders' fidelity (cosine to the fp32 embeddings), which Lee-50's correlation cannot replace
+    no_ref = [] if fp["metric"].endswith("agreement") or fp["metric"] == "pearson" else ["--no-reference"]
     edgecomp("eval", str(art), *no_ref, "--json", str(RESULTS / f"{name}-eval.json"))
     ev = json.loads((RESULTS / f"{name}-eval.json").read_text())
     report = {s["stage"]: s for s in json.loads((art / "report.json").read_text())["stages"]}
@@ -75,6 +76,10 @@ def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str],
            "calibration_samples": q["calibration"]["samples"], "quantize_seconds": timings.get("quantize"),
            "shipped_grid_layers": shipped_layers(q),
            "worst_layers": q["worst_layers"]}
+    if "embedding_cos_vs_fp32_mean" in ev.get("details", {}):
+        d = ev["details"]
+        out["fidelity"] = {"embedding_cos_vs_fp32_mean": d["embedding_cos_vs_fp32_mean"],
+                           "embedding_cos_vs_fp32_min": d["embedding_cos_vs_fp32_min"], "texts": d["texts"]}
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
@@ -113,8 +118,28 @@ def table() -> str:
     note += (" Sizes are the RTN build's against the fp32 build of the same edgecomp version (deployed = `model.so` + "
              "`params.bin`, what the runtime loads); a QuartDepth build with LogNP-polished layers also stores "
              "their polish factors, and each run's JSON holds its own size.")
-    return ("\n".join(rows) + note + "\n\nRegenerate: `python bench/quant_results.py` (one JSON per run in "
-            "`bench/results/quant/`; 32 calibration samples from train / held-apart data).")
+    return ("\n".join(rows) + note + fidelity_table(runs) + "\n\nRegenerate: `python bench/quant_results.py` (one JSON "
+            "per run in `bench/results/quant/`; 32 calibration samples from train / held-apart data).")
+
+
+def fidelity_table(runs: list[dict]) -> str:
+    """Embedders: cosine of each text's embedding to the fp32 model's (mean / min), by scheme and method."""
+    runs = [r for r in runs if "fidelity" in r]
+    if not runs:
+        return ""
+    rows = ["| model | scheme | RTN | GPTQ | QuartDepth |", "|---|---|---|---|---|"]
+    for model in MODELS:
+        for scheme in SCHEMES:
+            cell = {r["method"]: r["fidelity"] for r in runs if r["model"] == model and r["scheme"] == scheme}
+            if cell:
+                vals = [f"{cell[m]['embedding_cos_vs_fp32_mean']:.4f} / {cell[m]['embedding_cos_vs_fp32_min']:.4f}"
+                        if m in cell else "–" for m in METHODS]
+                rows.append(f"| {model} | {scheme.upper()} | " + " | ".join(vals) + " |")
+    n = max(r["fidelity"]["texts"] for r in runs)
+    return ("\n\nEmbedding fidelity (same runs): cosine between each text's embedding and the fp32 model's, mean / "
+            f"min over the {n} texts the eval embeds (Lee-50 documents and the word-set words). Lee-50's correlation "
+            "barely resolves 4-bit damage (W4A4 RTN matches fp32 to four digits), so the methods are also compared "
+            "here:\n\n" + "\n".join(rows))
 
 
 def write_readme() -> None:

@@ -50,3 +50,14 @@ def test_task_on_four_docs(or_skip):
     assert -1 <= r.value <= 1 and r.reference_value == r.value
     assert {"lee50_spearman", "wordsim353_spearman", "simlex999_spearman"} <= set(r.details)
     assert r.details["word_pairs_per_set"] == 4 and r.details["seq_len"] == 32
+    # Fidelity against the reference: 1 for the same model; lower once the embeddings move.
+    assert 4 < r.details["texts"] <= 4 + 2 * 2 * 4  # distinct documents and words
+    assert r.details["embedding_cos_vs_fp32_min"] == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+
+    def noisy(feeds):
+        y = engine(feeds)[0]
+        return [y + 0.5 * np.abs(y).mean() * rng.standard_normal(y.shape).astype(np.float32)]
+
+    n = get_task("similarity-lee50")(noisy, engine, inputs, 4)
+    assert n.details["embedding_cos_vs_fp32_min"] <= n.details["embedding_cos_vs_fp32_mean"] < 0.99
