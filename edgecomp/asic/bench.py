@@ -26,7 +26,8 @@ def simulate(path, feeds: dict, asic_table: dict, datapath: str = "auto", act_bi
     shapes: dict = {}
     HostGraph(host, trace=True)(feeds, ex.gemm, shapes)
     specs = {m["spec"]["name"]: (codegen.LayerSpec(**m["spec"]), m["M"]) for m in metas}
-    report = estimate(host, specs, shapes, cfg.with_datapath(datapath), act_bits)
+    own = {m["spec"]["name"]: p for m, p in zip(metas, programs, strict=True) if p} if datapath == "auto" else None
+    report = estimate(host, specs, shapes, cfg.with_datapath(datapath), act_bits, own)
     if datapath == "auto" and act_bits is None:
         est = {r["name"]: r["cycles"] for r in report["layers"] if r["kind"] in ("gemm", "matmul")}
         ran = {name: st.cycles for name, st in ex.stats.items()}

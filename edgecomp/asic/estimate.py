@@ -131,8 +131,9 @@ def absorbed_layout(graph, specs: dict, cfg: AsicConfig) -> set[str]:
 
 
 def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, fused: set,
-                   act_bits: int | None = None) -> tuple[dict, object]:
-    """(cost-report row, summed Stats) of one partition on datapath ``dp``."""
+                   act_bits: int | None = None, program: list | None = None) -> tuple[dict, object]:
+    """(cost-report row, summed Stats) of one partition on datapath ``dp``: ``program`` if given (an artifact's
+    own), else the one codegen builds now."""
     from edgecomp.asic.sim import Stats
 
     s = spec.as_fp16() if dp.weight_bits == 16 else spec
@@ -141,7 +142,7 @@ def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, f
         if s.kind == "matmul" else ((codegen.X, node.input[0]), (codegen.Y, node.output[0]))
     on_chip = frozenset({i for i, v in io if v in fused} | set(codegen.on_chip_tensors(s)))
     bits = codegen.tensor_bits(s, act_bits)
-    one = Simulator(cfg, dp, functional=False).run(codegen.build_program(s, t), {}, bits, on_chip)
+    one = Simulator(cfg, dp, functional=False).run(program or codegen.build_program(s, t), {}, bits, on_chip)
     st = Stats()
     for _ in range(s.batch):
         st.add(one)
@@ -158,9 +159,12 @@ def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, f
     return row, st
 
 
-def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | None = None) -> dict:
+def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | None = None,
+             programs: dict | None = None) -> dict:
     """The cost report (module docstring). ``act_bits``: a cost-only what-if width of activations in DRAM and
-    SRAM copies (default 32, 16 on the fp16 datapath); the functional simulator keeps fp32."""
+    SRAM copies (default 32, 16 on the fp16 datapath); the functional simulator keeps fp32. ``programs``:
+    partition name -> the instructions an artifact holds (costed as they are, so an artifact built by an
+    older codegen keeps its own schedule); without it codegen builds each program."""
     fp16 = cfg.gemm_datapath != "auto" and cfg.datapath_named(cfg.gemm_datapath).weight_bits == 16
     float_bytes = act_bits // 8 if act_bits else 2 if fp16 else 4
     mmu_float = cfg.datapath_named(cfg.gemm_datapath) if fp16 else None
@@ -183,7 +187,7 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | 
                                  "flops": 2.0 * M * spec.K * spec.N * spec.batch})
                 continue
             used.add(dp.name)
-            row, st = _partition_row(node, spec, M, dp, cfg, fused, act_bits)
+            row, st = _partition_row(node, spec, M, dp, cfg, fused, act_bits, (programs or {}).get(node.name))
             row["bound"] = max(st.busy, key=st.busy.get)
             rows.append(row)
             floor += max(st.busy["mmu"], st.busy["vcu"])

@@ -49,6 +49,17 @@ def test_eval_matches_the_fake_quant_graph(vit_w4a4, or_skip):
     assert sim["value"] == ort["value"] and sim["n"] == 64
 
 
+def test_bench_costs_the_artifacts_own_programs(vit_w4a4, monkeypatch):
+    """An artifact keeps the schedule it was built with: bench times program.bin, it never re-runs codegen (an
+    artifact from an older codegen would otherwise fail the executed-vs-estimated cycle check)."""
+    from edgecomp import api
+    from edgecomp.asic import codegen
+
+    cycles = api.bench(vit_w4a4)["simulated"]["cycles"]
+    monkeypatch.setattr(codegen, "build_program", lambda *a: pytest.fail("bench regenerated a program"))
+    assert api.bench(vit_w4a4)["simulated"]["cycles"] == cycles
+
+
 def test_bench_reports_simulated_cost(vit_w4a4):
     from edgecomp import api
 
