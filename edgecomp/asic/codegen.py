@@ -16,6 +16,9 @@ Tensor table of a program (ids are the ``tensor`` operands of LOAD / STORE):
                    activation product (MatMulQ)
 ====  ==========  ====================================  ==============================
 
+An activation x activation program covers every leading index b (batch x heads): X is [B·M, K], XB [B·N, K], Y
+[B·M, N] (index b at rows b·M / b·N), and the W / WS it writes on chip hold two indices ([2N, K], [2, N]).
+
 Tiling (``Tiling``): the MMU takes a weight tile of ``Tk x Tn`` (Tk = rows x macs_per_pe, capped by the group
 size, Tn = cols) and streams ``m`` activation rows through it. Activations are quantized once per row block of
 ``Tm`` rows (as many as the ACT buffer holds as codes, beside a double-buffered fp32 staging area of ``Tq``
@@ -27,13 +30,15 @@ STORE``, each STORE issued after the next tile's first GEMM (a STORE waiting for
 back the next tile's weight loads). ``tiling`` raises a ConfigError naming the ``[asic.sram]`` parameter
 when not even a minimal tile fits.
 
-An activation x activation partition (``kind`` "matmul", ``matmul_program``) runs the same loop once per
+An activation x activation partition (``kind`` "matmul", ``matmul_program``) runs the same loop for each
 leading index (batch x heads), after a prologue that quantizes the right operand on chip: bᵀ rows are loaded
 into the staging slots, VQUANT turns them into int8 codes and scales (ACT slots ``BQ``..), and two STOREs move
 codes and scales into W / WS, which the program keeps on chip (SRAM-rate copies into the weight buffer, no DRAM
 traffic). Then W is an int8 "weight" with one group (G = K) and no zero point, so the GEMM / VFOLD / VEPI
 arithmetic is the Linear layers': ``y = (f32(acc) * sb) * sa``. With one group a k-tile may be ragged (K = 197
-keys is prime).
+keys is prime). The heads are software pipelined: head h+1's prologue is spread over head h's GEMMs and
+writes the other half of W / WS, and head h+1's rows go to the other codes buffer, so only the first head's
+prologue is exposed.
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ X, W, WS, Z, BIAS, Y, XB = range(7)
 TENSOR_NAMES = ("X", "W", "WS", "Z", "BIAS", "Y", "XB")
 TQ = 4  # rows per quantize staging block (fp32, double-buffered)
 
-# ACT slots: 0/1 staging, 2 codes, 3 scales, 4 row sums, 5-7 the same for bᵀ (matmul prologue).
+# ACT slots: 0/1 staging, 2 codes, 3 scales, 4 row sums, 5-7 the same for bᵀ (matmul prologue), 8-10 a second
+# codes / scales / sums set (matmul: the next head's rows are quantized while this head's GEMMs read the first).
 # WGT slots: 0/1 weights, 2/3 scales, 4/5 zeros, 6/7 bias.
-ST, CODES, SCALE, SUMS, BQ = 0, 2, 3, 4, 5
+ST, CODES, SCALE, SUMS, BQ, CODES2 = 0, 2, 3, 4, 5, 8
 W_SLOT, WS_SLOT, Z_SLOT, B_SLOT = 0, 2, 4, 6
 
 
@@ -75,19 +81,23 @@ class Tiling:
 
 def tiling(M: int, K: int, N: int, G: int, wbits: int, abits: int, dp: Datapath, cfg: AsicConfig,
            resident_b: bool = False) -> Tiling:
-    """Tile sizes for a GEMM of x [M, K] by W [N, K] (groups of G) on datapath ``dp``. ``resident_b``: the
-    matmul prologue's bᵀ codes, scales and row sums also occupy ACT."""
+    """Tile sizes for a GEMM of x [M, K] by W [N, K] (groups of G) on datapath ``dp``. ``resident_b``: an
+    activation x activation product: the prologue's bᵀ codes, scales and row sums also occupy ACT, the codes
+    of two leading indices sit in WGT (the next head's prologue overlaps this head's GEMMs), and row codes are
+    double-buffered."""
     Tk = min(cfg.rows * dp.macs_per_pe, G, K)
     while G != K and G % Tk:  # a k-tile never spans two groups; with one group the last one may be ragged
         Tk -= 1
     Tn = min(cfg.cols, N)
     w_tile = 2 * (Tk * Tn * wbits // 8 + Tn * 4 + Tn + Tn * 4)  # weights + scales + zeros + bias, two each
+    if resident_b:
+        w_tile += 2 * (N * K * wbits // 8 + 4 * N)  # two heads' bᵀ codes and scales (W / WS, kept on chip)
     if w_tile > cfg.weight_bytes:
         raise ConfigError(f"the weight buffer ({cfg.weight_bytes} B) cannot hold two {Tk}x{Tn} weight tiles "
-                          f"({w_tile} B) of a {M}x{K}x{N} GEMM",
+                          + ("and two heads' bᵀ codes " if resident_b else "") + f"({w_tile} B) of a {M}x{K}x{N} GEMM",
                           hint="raise asic.sram.weight_kib in the target TOML, or lower asic.mmu.rows / cols")
     staging = 2 * TQ * K * 4 + (N * K + 8 * N if resident_b else 0)
-    row = K * abits // 8 + 4 + 4 * (K // G)  # codes + scale + group row sums
+    row = (K * abits // 8 + 4 + 4 * (K // G)) * (2 if resident_b else 1)  # codes + scale + group row sums
     by_act = (cfg.act_bytes - staging) // row
     by_acc = cfg.acc_bytes // (2 * Tn * 8)  # int32 + fp32 accumulators, double-buffered
     by_out = cfg.out_bytes // (2 * Tn * 4)
@@ -151,65 +161,103 @@ class LayerSpec:
         return replace(self, G=self.K, wbits=16)
 
 
+@dataclass
+class _Cursor:
+    """Slot parities carried across the leading indices of one program."""
+
+    kt: int = 0  # weight tiles issued
+    nt: int = 0  # output tiles
+    gt: int = 0  # groups (int32 accumulator, scale and zero-point slots)
+    mb: int = 0  # row blocks (codes buffer, when double-buffered)
+
+
 def program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
     """The instruction program of ``layer`` for activations of M = ``t.M`` rows (module docstring)."""
+    return _gemm_loop(layer, t, _Cursor()) + [isa.End()]
+
+
+def _gemm_loop(layer: LayerSpec, t: Tiling, cur: _Cursor, x0: int = 0, y0: int = 0, w0: int = 0, ws0: int = 0,
+               double_codes: bool = False, splice: list[list[isa.Instruction]] = ()) -> list[isa.Instruction]:
+    """The tiled GEMM loop of one leading index. ``x0`` / ``y0`` / ``w0`` / ``ws0``: the row where its tiles
+    start in the program's X, Y, W and WS tensors. ``double_codes``: row blocks alternate between two codes
+    buffers. ``splice``: instruction groups (the next head's prologue) spread evenly over the GEMMs, so their
+    DMA and VCU work runs under the MMU's."""
     K, N, G = t.K, t.N, t.G
     has_z, has_b = layer.wbits == 4, layer.has_bias
+    n_gemms = -(-t.M // t.Tm) * -(-N // t.Tn) * (K // G) * len(range(0, G, t.Tk))
+    per_gemm, spliced = -(-len(splice) // n_gemms), 0
     prog: list[isa.Instruction] = []
-    kt = nt = gt = 0  # weight tiles, output tiles and groups issued so far (slot parities)
     for m0 in range(0, t.M, t.Tm):
         m = min(t.Tm, t.M - m0)
+        codes = CODES2 if double_codes and cur.mb % 2 else CODES
+        scale, sums = codes + 1, codes + 2
+        cur.mb += 1
         for qi, r0 in enumerate(range(0, m, TQ)):
             r = min(TQ, m - r0)
-            prog.append(isa.Load(isa.Buf.ACT, ST + qi % 2, X, m0 + r0, 0, r, K))
-            prog.append(isa.VQuant(ST + qi % 2, CODES, layer.qmax, G, r0, r, K, int(layer.unsigned)))
+            prog.append(isa.Load(isa.Buf.ACT, ST + qi % 2, X, x0 + m0 + r0, 0, r, K))
+            prog.append(isa.VQuant(ST + qi % 2, codes, layer.qmax, G, r0, r, K, int(layer.unsigned)))
         pending: isa.Store | None = None  # the previous tile's STORE, issued once this tile's first GEMM is queued
         for n0 in range(0, N, t.Tn):
             n = min(t.Tn, N - n0)
-            facc, out = 2 * (nt % 2) + 1, nt % 2
+            facc, out = 2 * (cur.nt % 2) + 1, cur.nt % 2
             if has_b:
-                prog.append(isa.Load(isa.Buf.WGT, B_SLOT + nt % 2, BIAS, 0, n0, 1, n))
+                prog.append(isa.Load(isa.Buf.WGT, B_SLOT + cur.nt % 2, BIAS, 0, n0, 1, n))
             for g in range(K // G):
                 # NOTE: the int32 accumulator alternates per group, so group g+1's GEMMs run while VFOLD
                 # reads group g's sums (with Tk = G one GEMM per group, a single slot serialises MMU and VCU).
-                acc, gp = 2 * (gt % 2), gt % 2
-                gt += 1
+                acc, gp = 2 * (cur.gt % 2), cur.gt % 2
+                cur.gt += 1
                 for k0 in range(g * G, (g + 1) * G, t.Tk):
-                    ws, k = W_SLOT + kt % 2, min(t.Tk, (g + 1) * G - k0)
-                    prog.append(isa.Load(isa.Buf.WGT, ws, W, n0, k0, n, k))
+                    ws, k = W_SLOT + cur.kt % 2, min(t.Tk, (g + 1) * G - k0)
+                    prog.append(isa.Load(isa.Buf.WGT, ws, W, w0 + n0, k0, n, k))
                     if k0 == g * G:
                         # NOTE: scales and zeros after the weight tile: they wait for the VFOLD two groups
                         # back, and the in-order DMA queue must not hold the next GEMM's weights behind them.
-                        prog.append(isa.Load(isa.Buf.WGT, WS_SLOT + gp, WS, g, n0, 1, n))
+                        prog.append(isa.Load(isa.Buf.WGT, WS_SLOT + gp, WS, ws0 + g, n0, 1, n))
                         if has_z:
                             prog.append(isa.Load(isa.Buf.WGT, Z_SLOT + gp, Z, g, n0, 1, n))
-                    prog.append(isa.Gemm(CODES, ws, acc, int(k0 != g * G), layer.wbits, k0, m, n, k))
-                    kt += 1
+                    prog.append(isa.Gemm(codes, ws, acc, int(k0 != g * G), layer.wbits, k0, m, n, k))
+                    cur.kt += 1
                     if pending is not None:
                         prog.append(pending)
                         pending = None
-                prog.append(isa.VFold(acc, facc, WS_SLOT + gp, Z_SLOT + gp if has_z else isa.NO_SLOT, SUMS,
+                    for group in splice[spliced:spliced + per_gemm]:
+                        prog += group
+                    spliced += per_gemm
+                prog.append(isa.VFold(acc, facc, WS_SLOT + gp, Z_SLOT + gp if has_z else isa.NO_SLOT, sums,
                                       int(g == 0), g, m, n))
-            prog.append(isa.VEpi(facc, SCALE, B_SLOT + nt % 2 if has_b else isa.NO_SLOT, out, m, n))
-            pending = isa.Store(isa.Buf.OUT, out, Y, m0, n0, m, n)
-            nt += 1
+            prog.append(isa.VEpi(facc, scale, B_SLOT + cur.nt % 2 if has_b else isa.NO_SLOT, out, m, n))
+            pending = isa.Store(isa.Buf.OUT, out, Y, y0 + m0, n0, m, n)
+            cur.nt += 1
         prog.append(pending)
-    prog.append(isa.End())
     return prog
 
 
 def matmul_program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
-    """One leading index of an activation x activation partition: quantize bᵀ (XB, [N, K]) into W / WS on
-    chip, then ``program`` (module docstring)."""
-    K, N = t.K, t.N
-    prog: list[isa.Instruction] = []
-    for qi, r0 in enumerate(range(0, N, TQ)):
-        r = min(TQ, N - r0)
-        prog.append(isa.Load(isa.Buf.ACT, ST + qi % 2, XB, r0, 0, r, K))
-        prog.append(isa.VQuant(ST + qi % 2, BQ, layer.qmax_b, K, r0, r, K))
-    prog.append(isa.Store(isa.Buf.ACT, BQ, W, 0, 0, N, K))
-    prog.append(isa.Store(isa.Buf.ACT, BQ + 1, WS, 0, 0, 1, N))  # [N, 1] scales: the same bytes as a [1, N] row
-    return prog + program(layer, t)
+    """Every leading index (``layer.batch``: batch x heads) of an activation x activation partition, software
+    pipelined: head h's bᵀ (XB rows h·N...) is quantized into W / WS rows of parity h % 2 while head h-1's
+    GEMMs run (its loads and VQUANTs spread over them, its two on-chip STOREs after them), then head h's GEMM
+    loop reads those rows, with its own rows of X and Y (h·M...) and the other codes buffer."""
+    K, N, M = t.K, t.N, t.M
+
+    def prologue(h: int) -> tuple[list[list[isa.Instruction]], list[isa.Instruction]]:
+        groups = []
+        for qi, r0 in enumerate(range(0, N, TQ)):
+            r = min(TQ, N - r0)
+            groups.append([isa.Load(isa.Buf.ACT, ST + qi % 2, XB, h * N + r0, 0, r, K),
+                           isa.VQuant(ST + qi % 2, BQ, layer.qmax_b, K, r0, r, K)])
+        # [N, 1] scales: the same bytes as a [1, N] row
+        return groups, [isa.Store(isa.Buf.ACT, BQ, W, (h % 2) * N, 0, N, K),
+                        isa.Store(isa.Buf.ACT, BQ + 1, WS, h % 2, 0, 1, N)]
+
+    groups, stores = prologue(0)
+    prog = [i for g in groups for i in g] + stores
+    cur = _Cursor()
+    for h in range(layer.batch):
+        nxt, nxt_stores = prologue(h + 1) if h + 1 < layer.batch else ([], [])
+        prog += _gemm_loop(layer, t, cur, h * M, h * M, (h % 2) * N, h % 2, True, nxt)
+        prog += nxt_stores
+    return prog + [isa.End()]
 
 
 PROGRAMS = {"gemm": program, "matmul": matmul_program}
@@ -223,6 +271,12 @@ def build_program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
 def layer_tiling(layer: LayerSpec, M: int, dp: Datapath, cfg: AsicConfig) -> Tiling:
     """``tiling`` for ``layer`` (already in its datapath's form) with M activation rows."""
     return tiling(M, layer.K, layer.N, layer.G, layer.wbits, dp.act_bits, dp, cfg, layer.kind == "matmul")
+
+
+def matmul_scratch(layer: LayerSpec) -> dict[int, np.ndarray]:
+    """The on-chip W / WS tensors an activation x activation program writes its bᵀ codes into: two leading
+    indices' worth (parity rows)."""
+    return {W: np.zeros((2 * layer.N, layer.K), np.int8), WS: np.zeros((2, layer.N), np.float32)}
 
 
 def on_chip_tensors(layer: LayerSpec) -> tuple[int, ...]:

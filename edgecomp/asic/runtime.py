@@ -5,8 +5,8 @@ its program's DRAM tensor X, the simulator runs the program, Y comes back. With 
 ``GemmLayer`` records from partitioning the quantized ONNX again) partitions run through
 ``reference.gemm`` instead: the independent integer reference the simulator must match bit for bit. A
 partition with no datapath in this configuration runs that reference on the host CPU (and the build
-report lists it). An activation x activation partition (``MatMulQ``: a, b) runs its program once per leading
-index (batch x heads) with a's rows in X and bᵀ in XB; its stats are the sum of those runs.
+report lists it). An activation x activation partition (``MatMulQ``: a, b) runs every leading
+index (batch x heads) in one program, with a's rows in X and bᵀ in XB (leading index by leading index).
 ``SimRunner(artifact_dir, inputs)`` is the runner ``Artifact.load_runner`` returns.
 """
 
@@ -68,16 +68,13 @@ class Executor:
             raise InputError(f"partition {name} was compiled for [{spec.batch}, {M}, {K}] x [{spec.batch}, {K}, {N}], "
                              f"got {list(a.shape)} x {list(b.shape)}",
                              hint="asic-sim artifacts have static shapes; feed the shapes the model was built for")
-        a3 = np.ascontiguousarray(a, np.float32).reshape(spec.batch, M, K)
-        bt3 = np.swapaxes(np.asarray(b, np.float32).reshape(spec.batch, K, N), 1, 2)
-        y = np.empty((spec.batch, M, N), np.float32)
-        total = Stats()
-        for h in range(spec.batch):
-            dram = {codegen.X: a3[h], codegen.XB: np.ascontiguousarray(bt3[h]), codegen.Y: y[h],
-                    codegen.W: np.zeros((N, K), np.int8), codegen.WS: np.zeros((1, N), np.float32)}
-            total.add(self._sim(i, meta, spec, dram))
-        self.stats[name] = total
-        return y.reshape(*a.shape[:-1], N)
+        B = spec.batch
+        bt = np.swapaxes(np.asarray(b, np.float32).reshape(B, K, N), 1, 2)
+        dram = {codegen.X: np.ascontiguousarray(a, np.float32).reshape(B * M, K),
+                codegen.XB: np.ascontiguousarray(bt).reshape(B * N, K), codegen.Y: np.empty((B * M, N), np.float32),
+                **codegen.matmul_scratch(spec)}
+        self.stats[name] = self._sim(i, meta, spec, dram)
+        return dram[codegen.Y].reshape(*a.shape[:-1], N)
 
     def _sim(self, i: int, meta: dict, spec: codegen.LayerSpec, dram: dict) -> Stats:
         sim = Simulator(self.cfg, self.cfg.datapath_named(meta["datapath"]), timing=self.timing)

@@ -9,7 +9,8 @@ order as ``edgecomp.asic.reference``, which is why the two agree bit for bit.
 
 Timing model: each unit (DMA load queue, DMA store queue, MMU, VCU) issues its instructions in program
 order; an instruction starts when its unit is free, the slots it reads are ready (RAW), and the slots it
-writes are no longer read or written by earlier instructions (WAR / WAW). Double-buffered slots therefore
+writes are no longer read or written by earlier instructions (WAR / WAW); through DRAM, a LOAD waits for the
+earlier STOREs to its tensor and a STORE for the earlier LOADs of it. Double-buffered slots therefore
 let the DMA of the next tile run under the GEMM of this one; a stall on bandwidth shows as MMU idle time.
 Busy cycles per unit and the end time come out in ``Stats``.
 """
@@ -97,6 +98,7 @@ class Simulator:
         unit_free = {u: 0.0 for u in isa.Unit}
         ready: dict = {}  # slot -> cycle its last write completes
         stored: dict = {}  # DRAM tensor id -> cycle its last STORE completes (a LOAD of it waits: RAW through DRAM)
+        loaded: dict = {}  # DRAM tensor id -> cycle its LOADs so far complete (a STORE to it waits: WAR)
         last_use: dict = {}  # slot -> cycle its last read or write completes
         names = {isa.Unit.DMA: "dma", isa.Unit.DMA_OUT: "dma", isa.Unit.MMU: "mmu", isa.Unit.VCU: "vcu"}
         for ins in program:
@@ -110,11 +112,15 @@ class Simulator:
                         + [last_use.get(s, 0.0) for s in writes])
             if isinstance(ins, isa.Load):
                 start = max(start, stored.get(ins.tensor, 0.0))
+            elif isinstance(ins, isa.Store):
+                start = max(start, loaded.get(ins.tensor, 0.0))
             end = start + c.busy
             unit_free[ins.UNIT] = end
             done = end + c.latency
             if isinstance(ins, isa.Store):
                 stored[ins.tensor] = done
+            elif isinstance(ins, isa.Load):
+                loaded[ins.tensor] = max(loaded.get(ins.tensor, 0.0), done)
             for s in writes:
                 ready[s] = done
                 last_use[s] = done

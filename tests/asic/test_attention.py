@@ -102,8 +102,7 @@ def _run(layer: MatMulLayer, a: np.ndarray, b: np.ndarray, cfg):
         codegen.X: a,
         codegen.XB: np.ascontiguousarray(b.T),
         codegen.Y: np.zeros((M, N), np.float32),
-        codegen.W: np.zeros((N, K), np.int8),
-        codegen.WS: np.zeros((1, N), np.float32),
+        **codegen.matmul_scratch(spec),
     }
     stats = Simulator(cfg, dp).run(
         codegen.build_program(spec, t), dram, codegen.tensor_bits(spec), frozenset(codegen.on_chip_tensors(spec))
@@ -155,6 +154,26 @@ def test_reference_is_the_quantized_product(asic_cfg):
     np.testing.assert_allclose(y, exact, rtol=3e-7, atol=0)
     wrong, *_ = _run(dataclasses.replace(layer, qmax_b=126), p, v, asic_cfg)
     assert not np.array_equal(wrong, y)
+
+
+# vit-s16's QKᵀ (scores streamed on chip into the softmax) and P·V (output to DRAM), as the build fuses them
+@pytest.mark.parametrize("K, N, unsigned, fused", [(64, 197, False, {codegen.X, codegen.Y}),
+                                                   (197, 64, True, {codegen.X})])
+def test_heads_are_software_pipelined(asic_cfg, K, N, unsigned, fused):
+    """Head h+1's bᵀ prologue runs under head h's GEMMs (other W / WS rows, other codes buffer): six heads take
+    about their busiest unit's time, well under six one-head runs back to back."""
+    dp = asic_cfg.datapath(8, 8)
+    on_chip = frozenset(fused | {codegen.W, codegen.WS})
+
+    def run(batch):
+        spec = codegen.LayerSpec("mm", K, N, K, 8, 255 if unsigned else 127, False, "matmul", unsigned, 127, batch)
+        prog = codegen.build_program(spec, codegen.layer_tiling(spec, 197, dp, asic_cfg))
+        return Simulator(asic_cfg, dp, functional=False).run(prog, {}, codegen.tensor_bits(spec), on_chip)
+
+    one, six = run(1), run(6)
+    assert six.macs == 6 * one.macs and six.busy == pytest.approx({k: 6 * v for k, v in one.busy.items()})
+    assert six.cycles <= 1.05 * max(six.busy.values()) + one.cycles - max(one.busy.values())
+    assert six.cycles < 0.85 * 6 * one.cycles
 
 
 def test_bad_operands_and_configuration_are_refused(asic_cfg):

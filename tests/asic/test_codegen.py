@@ -47,3 +47,14 @@ def test_program_double_buffers_weight_tiles(asic_cfg, random_layer):
     stores = [k for k, i in enumerate(prog) if isinstance(i, isa.Store)]
     gemms = [k for k, i in enumerate(prog) if isinstance(i, isa.Gemm)]
     assert len(stores) == 2 and gemms[4] < stores[0]
+
+
+def test_two_heads_of_b_codes_must_fit_the_weight_buffer(asic_cfg):
+    """An attention product keeps two heads' bᵀ codes in WGT (the next head's are written during this one's
+    GEMMs); a buffer that holds the tiles but not those says so."""
+    cfg = dataclasses.replace(asic_cfg, weight_bytes=16 * 1024)
+    dp = cfg.datapath(8, 8)
+    codegen.tiling(197, 64, 197, 64, 8, 8, dp, cfg)  # a Linear layer of that shape fits
+    with pytest.raises(ConfigError) as e:
+        codegen.tiling(197, 64, 197, 64, 8, 8, dp, cfg, resident_b=True)
+    assert "asic.sram.weight_kib" in e.value.hint and "bᵀ" in str(e.value)
