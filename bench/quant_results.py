@@ -109,8 +109,14 @@ def table() -> str:
             onx = sized["fp32_onnx_bytes"] / sized["onnx_bytes"]
             rows.append(f"| {model} | {scheme.upper()} | {any_run['metric']} ({any_run['fp32_value']:.4f}) | "
                         + " | ".join(vals) + f" | {dep:.1f}x smaller | {onx:.1f}x smaller |")
-    overrides = sorted({" ".join(r["recipe_overrides"]) for r in runs if r["recipe_overrides"]})
-    note = f"\n\nRecipe overrides used: `{'`, `'.join(overrides)}`." if overrides else ""
+    used: dict[str, list[str]] = {}
+    for r in runs:
+        if r["recipe_overrides"]:
+            run = f"{r['model']} {r['scheme'].upper()} {r['method']}"
+            used.setdefault(" ".join(r["recipe_overrides"]), []).append(run)
+    # a set used by a few runs only names them
+    sets = [f"`{k}`" + (f" ({', '.join(v)})" if len(v) <= 3 else "") for k, v in sorted(used.items())]
+    note = f"\n\nRecipe overrides used: {', '.join(sets)}." if sets else ""
     shipped = sorted({r["model"] for r in runs if r.get("shipped_grid_layers")})
     if shipped:
         note += (f" {', '.join(shipped)}: the weights keep the checkpoint's shipped grid (README: Shipped grids), "
