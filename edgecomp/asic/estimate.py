@@ -132,18 +132,16 @@ def absorbed_layout(graph, specs: dict, cfg: AsicConfig) -> set[str]:
 
 def _partition_row(node, spec: codegen.LayerSpec, M: int, dp, cfg: AsicConfig, fused: set,
                    act_bits: int | None = None, program: list | None = None) -> tuple[dict, object]:
-    """(cost-report row, summed Stats) of one partition on datapath ``dp``: ``program`` if given (an artifact's
-    own), else the one codegen builds now."""
-    from edgecomp.asic.sim import Stats
-
+    """(cost-report row, Stats) of one partition on datapath ``dp``: ``program`` if given (an artifact's own),
+    else the one codegen builds now."""
     s = spec.as_fp16() if dp.weight_bits == 16 else spec
     t = codegen.layer_tiling(s, M, dp, cfg)
     io = ((codegen.X, node.input[0]), (codegen.XB, node.input[1]), (codegen.Y, node.output[0])) \
         if s.kind == "matmul" else ((codegen.X, node.input[0]), (codegen.Y, node.output[0]))
     on_chip = frozenset({i for i, v in io if v in fused} | set(codegen.on_chip_tensors(s)))
     bits = codegen.tensor_bits(s, act_bits)
-    st = Stats()  # a matmul program covers every leading index
-    st.add(Simulator(cfg, dp, functional=False).run(program or codegen.build_program(s, t), {}, bits, on_chip))
+    # a matmul program covers every leading index: one run is the whole partition
+    st = Simulator(cfg, dp, functional=False).run(program or codegen.build_program(s, t), {}, bits, on_chip)
     b_bits = (16 if dp.weight_bits == 16 else 32) if codegen.XB not in on_chip else 0
     roof = roofline(M, s.K, s.N, b_bits if s.kind == "matmul" else s.wbits, dp.act_bits, dp, cfg,
                     codegen.X not in on_chip, codegen.Y not in on_chip)
