@@ -144,7 +144,7 @@ class LayerSpec:
     kind: str = "gemm"  # "gemm": x times constant weights; "matmul": a x b, both activations (MatMulQ)
     unsigned: bool = False  # matmul: a quantized to [0, qmax] (softmax probabilities)
     qmax_b: int = 0  # matmul: bᵀ rows quantized to [-qmax_b, qmax_b]
-    batch: int = 1  # matmul: leading index count (batch x heads); the program runs once per index
+    batch: int = 1  # matmul: leading index count (batch x heads); one program covers them all
 
     @classmethod
     def of(cls, layer: GemmLayer) -> LayerSpec:
