@@ -122,25 +122,6 @@ def _photo_crops() -> list[np.ndarray]:
                 for dx in (0, TEXTURE_SIZE):
                     out.append(big[dy : dy + TEXTURE_SIZE, dx : dx + TEXTURE_SIZE])
     return out
-    from PIL import Image
-
-    from edgecomp.zoo.data import photos
-
-    out = []
-    for pool in ("eval", "calib"):
-        for name, img in photos.load(pool):
-            if name in TEXTURE_EXCLUDE:
-                continue
-            h, w = img.shape[:2]
-            side = min(h, w)
-            sq = Image.fromarray(img[(h - side) // 2 : (h + side) // 2, (w - side) // 2 : (w + side) // 2])
-            big = np.asarray(sq.resize((2 * TEXTURE_SIZE, 2 * TEXTURE_SIZE), Image.Resampling.BILINEAR))
-            for dy in (0, TEXTURE_SIZE):
-                for dx in (0, TEXTURE_SIZE):
-                    t = big[dy : dy + TEXTURE_SIZE, dx : dx + TEXTURE_SIZE].astype(np.float32) / 255.0
-                    t.setflags(write=False)
-                    out.append(t)
-    return tuple(out)
 
 
 # --- primitives: each intersect(o, d) -> (t [R], normal [R, 3], uv [R, 2]); t = inf where missed ----------
