@@ -98,14 +98,7 @@ def main() -> None:
     if model.task:  # the torch fake-quant model on the eval data (not fitted): compare with the artifact's eval
         from edgecomp import api
 
-        def engine(m):
-            def run(feeds):
-                with torch.no_grad():
-                    y = m(*(torch.from_numpy(feeds[s.name]) for s in model.inputs))
-                return [o.numpy() for o in (y if isinstance(y, (tuple, list)) else (y,))]
-            return run
-
-        ev = api._evaluate(engine(q), engine(fp32), model.inputs, a.model, model.task, None, "torch")
+        ev = api.evaluate_module(q, a.model, model.inputs, model.task, reference=fp32)
         held_out = {"task": ev["task"], "metric": ev["metric"], "value": ev["value"], "n": ev["n"],
                     "details": ev["details"]}
         print(f"torch fake-quant on {ev['task']}: {ev['metric']} {ev['value']:.4g} (n={ev['n']})")

@@ -134,18 +134,24 @@ def evaluate(model: str | Path, task: str | None = None, limit: int | None = Non
                      limit, "edgecomp")
 
 
-def evaluate_module(module, name: str, inputs, task: str | None, limit: int | None = None) -> dict:
+def evaluate_module(module, name: str, inputs, task: str | None, limit: int | None = None,
+                    reference=None) -> dict:
     """Quality of a torch ``module`` (taking ``inputs`` positionally) on ``task``: the JSON of `edgecomp eval`
-    with engine "torch" and no reference run."""
+    with engine "torch"; ``reference``: a torch module run as the fp32 reference (agreement tasks need it),
+    else no reference run."""
 
-    def engine(feeds):
-        import torch
+    def engine(m):
+        def run(feeds):
+            import torch
 
-        with torch.no_grad():
-            out = module(*(torch.from_numpy(s.check(feeds[s.name])) for s in inputs))
-        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+            with torch.no_grad():
+                out = m(*(torch.from_numpy(s.check(feeds[s.name])) for s in inputs))
+            return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
-    return _evaluate(engine, None, inputs, name, task, limit, "torch")
+        return run
+
+    return _evaluate(engine(module), None if reference is None else engine(reference), inputs, name, task, limit,
+                     "torch")
 
 
 def _evaluate(engine, ref_engine, inputs, name: str, task: str | None, limit: int | None, engine_name: str) -> dict:
