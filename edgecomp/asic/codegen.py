@@ -255,7 +255,8 @@ def matmul_program(layer: LayerSpec, t: Tiling) -> list[isa.Instruction]:
     cur = _Cursor()
     for h in range(layer.batch):
         nxt, nxt_stores = prologue(h + 1) if h + 1 < layer.batch else ([], [])
-        prog += _gemm_loop(layer, t, cur, h * M, h * M, (h % 2) * N, h % 2, True, nxt)
+        prog += _gemm_loop(layer, t, cur, x0=h * M, y0=h * M, w0=(h % 2) * N, ws0=h % 2, double_codes=True,
+                           splice=nxt)
         prog += nxt_stores
     return prog + [isa.End()]
 
