@@ -44,7 +44,8 @@ def _kind(node, specs: dict, cfg: AsicConfig) -> str | None:
     return VECTOR_OPS.get(node.op_type)
 
 
-def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_bytes: int) -> set[str]:
+def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_bytes: int,
+                   absorbed: set[str] | None = None) -> set[str]:
     """Values that stay in SRAM (fusion rules, docs/asic.md): produced and consumed only by accelerator ops, and
     either no larger than ``cfg.fuse_bytes``, or streamed: a row-local VCU op (elementwise, last-axis reduction,
     softmax, LayerNorm) feeding only row-local VCU ops or the left input of partitions (which quantize row by
@@ -54,14 +55,15 @@ def on_chip_values(graph, specs: dict, shapes: dict, cfg: AsicConfig, float_byte
     rows, so it is never streamed. View ops (Reshape, Flatten, (Un)Squeeze, Identity) are transparent: their
     output is the same data, so the decision looks through them (onnxruntime's Reshape -> Gemm -> Reshape form
     fuses like a plain MatMul); so are the head split / merge Transposes an attention product's DMA absorbs
-    (``absorbed_layout``: a head is a strided tile of the same data). Shape reads no data. Graph inputs and
-    outputs always live in DRAM."""
+    (``absorbed_layout``, computed unless the caller passes it: a head is a strided tile of the same data).
+    Shape reads no data. Graph inputs and outputs always live in DRAM."""
     from edgecomp.asic.cost import _itemsize, _numel
 
     def kind(node) -> str | None:
         return _kind(node, specs, cfg)
 
-    absorbed = absorbed_layout(graph, specs, cfg)
+    if absorbed is None:
+        absorbed = absorbed_layout(graph, specs, cfg)
     g = graph.graph
     outputs = {v.name for v in g.output}
     boundary = {v.name for v in g.input} | outputs
@@ -164,8 +166,8 @@ def estimate(graph, specs: dict, shapes: dict, cfg: AsicConfig, act_bits: int | 
     fp16 = cfg.gemm_datapath != "auto" and cfg.datapath_named(cfg.gemm_datapath).weight_bits == 16
     float_bytes = act_bits // 8 if act_bits else 2 if fp16 else 4
     mmu_float = cfg.datapath_named(cfg.gemm_datapath) if fp16 else None
-    fused = on_chip_values(graph, specs, shapes, cfg, float_bytes)
     absorbed = absorbed_layout(graph, specs, cfg)
+    fused = on_chip_values(graph, specs, shapes, cfg, float_bytes, absorbed)
     rows, host_ops, used = [], [], set()
     total = Energy()
     busy = {"dma": 0.0, "mmu": 0.0, "vcu": 0.0}
