@@ -39,6 +39,7 @@ and GELU/RMSNorm stages several times slower than the matmuls around them.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import tvm
@@ -955,14 +956,21 @@ class Injective(ScheduleRule):
         return sch
 
 
-RULES = {
-    "conv2d": Conv2d(),
-    "matmul": Matmul(),
-    "rows": RowReduction(),
-    "gemv": dl.cpu.GEMV(),
-    "reduction": dl.cpu.Reduction(),
-    "injective": Injective(),
-}
+@functools.cache
+def rules() -> dict:
+    """The rules in the order they are tried, by the name the report gives them. (Built on first use:
+    ``conv_nhwc`` schedules with this module's helpers, so it imports this module.)"""
+    from edgecomp.tvm.conv_nhwc import Conv2dNHWC
+
+    return {
+        "conv2d": Conv2d(),
+        "conv2d_nhwc": Conv2dNHWC(),
+        "matmul": Matmul(),
+        "rows": RowReduction(),
+        "gemv": dl.cpu.GEMV(),
+        "reduction": dl.cpu.Reduction(),
+        "injective": Injective(),
+    }
 
 
 def apply(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, dict[str, str]]:
@@ -973,4 +981,4 @@ def apply(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, dict[str, st
     """
     from edgecomp.tvm.rule_apply import apply_first
 
-    return apply_first(mod, target, RULES)
+    return apply_first(mod, target, rules())

@@ -55,7 +55,15 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgecomp.tvm import attention_fusion, int_fusion, merge_fusion, patchify, quant_ops, reshape_sinking
+    from edgecomp.tvm import (
+        attention_fusion,
+        channels_last,
+        int_fusion,
+        merge_fusion,
+        patchify,
+        quant_ops,
+        reshape_sinking,
+    )
 
     check_ops(model)  # (also registers the quantisation converters)
     report = int_fusion.Fused([], {})
@@ -77,7 +85,10 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
         mod, attention = attention_fusion.fuse(mod, target)
         report.attention, report.attention_unfused = attention.fused, attention.unfused
     mod, params = relax.frontend.detach_params(mod)
-    return mod, [p.numpy() for p in params.get("main", [])], report
+    params = [p.numpy() for p in params.get("main", [])]
+    if target is not None and kernels and str(target.kind.name) == "llvm":
+        mod, params = channels_last.convert(mod, params)
+    return mod, params, report
 
 
 def _pretranspose_gemm_weights(model):

@@ -356,13 +356,13 @@ def add_kernel(bb, name: str, func, hint: str):
 @contextlib.contextmanager
 def registered(target):
     """Within the block, TVM's ONNX importer also converts QuantizeRows / QGemm and TokenMerge (``merge_fusion``),
-    building kernels for ``target``."""
+    building kernels for ``target``, and Clip into Relax ops (``channels_last``)."""
     from tvm.relax.frontend.onnx import onnx_frontend
 
-    from edgecomp.tvm import merge_fusion
+    from edgecomp.tvm import channels_last, merge_fusion
 
     original = onnx_frontend._get_convert_map
-    extra = {**converters(target), **merge_fusion.converters(target)}
+    extra = {**channels_last.converters(), **converters(target), **merge_fusion.converters(target)}
     onnx_frontend._get_convert_map = lambda: {**original(), **extra}
     try:
         yield

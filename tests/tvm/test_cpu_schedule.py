@@ -2,7 +2,8 @@
 against numpy, plus the vectorisable exp/erf lowerings the module registers.
 
 Shapes are chosen to hit the awkward cases: 197 tokens and 49/196 pixels (not a multiple of the vector
-width: padded GEMM tiles, scalar row tails), stride-2 and depthwise convolutions with padding.
+width: padded GEMM tiles, scalar row tails), stride-2 and depthwise convolutions with padding,
+in NCHW and channels-last (NHWC) layouts.
 """
 
 from __future__ import annotations
@@ -170,6 +171,101 @@ def test_conv2d_without_epilogue_and_grouped(groups, stride):
     _assert_rules(used, "conv2d")
     ref = _conv_ref(x, w, np.zeros(32, np.float32), stride, 1, groups=groups)
     np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------------- channels-last conv2d (conv_nhwc)
+# NHWC / HWIO graphs with EfficientNet-Lite0's epilogues: 1x1 convolutions as GEMMs over 49 / 196 / 256
+# pixels (rows that are and are not a multiple of the register tile, output channels that are not a
+# multiple of the vector width), the stem (3 input channels, 3x3, stride 2: a row-by-row GEMM through the
+# padding predicate), a 3x3 convolution with a long reduction (im2col), depthwise 3x3 / 5x5 with stride 1
+# and 2, a bare conv and a grouped one.
+
+
+def _nchw_ref(x_nhwc, w_hwio, b, stride, pad, groups=1):
+    x = x_nhwc.transpose(0, 3, 1, 2)
+    w = w_hwio.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    return _conv_ref(x, w, b, stride, pad, groups).transpose(0, 2, 3, 1)
+
+
+def _nhwc_graph(stride, pad, groups, clip, residual=False):
+    def graph(bb, x, w, b, *rest):
+        y = relax.op.nn.conv2d(x, w, strides=stride, padding=pad, groups=groups, data_layout="NHWC",
+                               kernel_layout="HWIO")
+        y = relax.op.add(y, relax.op.reshape(b, (1, 1, 1, -1)))
+        if clip:
+            y = relax.op.minimum(relax.op.maximum(y, relax.const(0.0, "float32")), relax.const(6.0, "float32"))
+        return relax.op.add(y, rest[0]) if residual else y
+
+    return graph
+
+
+def _nhwc_rules(used):
+    assert "none" not in used.values(), used
+    assert "conv2d_nhwc" in used.values(), used
+
+
+@pytest.mark.parametrize(("cin", "cout", "hw"), [
+    (192, 1152, 7),  # 49 pixels: 7 rows x 3 vectors, packed weight panels
+    (112, 40, 14),  # 196 pixels, 40 output channels: padded columns
+    (16, 24, 16),  # 256 pixels, 24 output channels
+])
+def test_nhwc_pointwise(cin, cout, hw):
+    rng = np.random.default_rng(cin + cout)
+    x, w, b = _rand(rng, 1, hw, hw, cin), _rand(rng, 1, 1, cin, cout, scale=0.1), _rand(rng, cout)
+    out, used = _build(_nhwc_graph(1, 0, 1, clip=True), {"x": x, "w": w, "b": b})
+    _nhwc_rules(used)
+    np.testing.assert_allclose(out, np.clip(_nchw_ref(x, w, b, 1, 0), 0, 6), rtol=RTOL, atol=ATOL)
+
+
+def test_nhwc_pointwise_with_residual():
+    rng = np.random.default_rng(7)
+    x, w, b = _rand(rng, 1, 14, 14, 48), _rand(rng, 1, 1, 48, 32, scale=0.1), _rand(rng, 32)
+    r = _rand(rng, 1, 14, 14, 32)
+    out, used = _build(_nhwc_graph(1, 0, 1, clip=False, residual=True), {"x": x, "w": w, "b": b, "r": r})
+    _nhwc_rules(used)
+    np.testing.assert_allclose(out, _nchw_ref(x, w, b, 1, 0) + r, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(("cin", "cout", "k", "stride", "pad", "hw"), [
+    (3, 32, 3, 2, 1, 30),  # stem: short reduction, row-by-row GEMM reading through the padding
+    (16, 32, 3, 1, 1, 12),  # 144-long reduction: im2col + GEMM
+])
+def test_nhwc_regular(cin, cout, k, stride, pad, hw):
+    rng = np.random.default_rng(cin * k)
+    x, w, b = _rand(rng, 1, hw, hw, cin), _rand(rng, k, k, cin, cout, scale=0.2), _rand(rng, cout)
+    out, used = _build(_nhwc_graph(stride, pad, 1, clip=True), {"x": x, "w": w, "b": b})
+    _nhwc_rules(used)
+    np.testing.assert_allclose(out, np.clip(_nchw_ref(x, w, b, stride, pad), 0, 6), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(("c", "k", "stride", "hw"), [
+    (32, 3, 1, 28),
+    (96, 3, 2, 28),
+    (144, 5, 2, 14),
+    (48, 5, 1, 7),
+])
+def test_nhwc_depthwise(c, k, stride, hw):
+    rng = np.random.default_rng(c + k)
+    x, w, b = _rand(rng, 1, hw, hw, c), _rand(rng, k, k, 1, c, scale=0.3), _rand(rng, c)
+    pad = k // 2
+    out, used = _build(_nhwc_graph(stride, pad, c, clip=True), {"x": x, "w": w, "b": b})
+    _nhwc_rules(used)
+    ref = np.clip(_nchw_ref(x, w, b, stride, pad, groups=c), 0, 6)
+    np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_nhwc_bare_and_grouped(groups):
+    """A conv that writes the function output itself, and a grouped (not depthwise) one."""
+    rng = np.random.default_rng(groups)
+    x, w = _rand(rng, 1, 10, 10, 16), _rand(rng, 3, 3, 16 // groups, 32, scale=0.2)
+
+    def graph(bb, x, w):
+        return relax.op.nn.conv2d(x, w, padding=1, groups=groups, data_layout="NHWC", kernel_layout="HWIO")
+
+    out, used = _build(graph, {"x": x, "w": w})
+    assert "none" not in used.values(), used
+    np.testing.assert_allclose(out, _nchw_ref(x, w, np.zeros(32, np.float32), 1, 1, groups), rtol=RTOL, atol=ATOL)
 
 
 # -------------------------------------------------------------------------------- rows and injective
