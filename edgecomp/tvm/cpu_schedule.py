@@ -373,13 +373,16 @@ def _gemm_tiles(I: int, J: int, lanes: int) -> tuple[int, int, int, bool]:
 
 
 def _gemm(
-    sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool = True, force_pack: bool = False
+    sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool = True, force_pack: bool = False,
+    pack: bool | None = None, tile: tuple[int, int] | None = None,
 ) -> s_tir.Schedule:
     """Register-tile ``mm`` (loops ``(*outer, i, j, *k)``, trivial bindings, einsum accesses).
 
     ``epi`` is the single elementwise consumer of ``mm`` (or None); it is fused into the write-back.
     Producers of ``mm`` (blocks before it) are inlined when ``inline_producers``, else materialised.
-    ``force_pack`` packs the B panels even when few row tiles reuse them (B not contiguous along j).
+    ``force_pack`` packs the B panels even when few row tiles reuse them (B not contiguous along j);
+    ``pack=False`` never does (B is stored as panels already: ``prepack``). ``tile``: the register tile
+    (rows, vectors per row) instead of ``_gemm_tiles``' choice.
     """
     stmt = sch.get(mm)
     bits = stmt.writes[0].source.dtype.bits
@@ -390,7 +393,7 @@ def _gemm(
     I, J = _extent(sch, i), _extent(sch, j)
     if I is None or J is None:
         raise ValueError("dynamic gemm extents")
-    rows, jv, lanes, pad_j_ok = _gemm_tiles(I, J, lanes)
+    rows, jv, lanes, pad_j_ok = _gemm_tiles(I, J, lanes) if tile is None else (*tile, lanes, True)
     jt = lanes * jv
     pad_i, pad_j = I % rows != 0, J % jt != 0 and pad_j_ok
     padded = pad_i or pad_j
@@ -407,7 +410,8 @@ def _gemm(
     n_outer = math.prod(_extent(sch, lp) for lp in outer)
     i_tiles, j_tiles = -(-I // rows), -(-J // jt)
     k_ext = math.prod(_extent(sch, lp) for lp in sch.get_loops(mm)[len(sch.get_loops(mm)) - n_red :])
-    pack = force_pack or (i_tiles >= 4 and n_outer * j_tiles >= 4 and k_ext * jt * bits // 8 >= 32768)
+    if pack is None:
+        pack = force_pack or (i_tiles >= 4 and n_outer * j_tiles >= 4 and k_ext * jt * bits // 8 >= 32768)
     packed = None
     if pack:
         jvar = sch.get(mm).iter_vars[len(outer) + 1].var
@@ -959,12 +963,14 @@ class Injective(ScheduleRule):
 @functools.cache
 def rules() -> dict:
     """The rules in the order they are tried, by the name the report gives them. (Built on first use:
-    ``conv_nhwc`` schedules with this module's helpers, so it imports this module.)"""
+    ``conv_nhwc`` and ``prepack`` schedule with this module's helpers, so they import this module.)"""
     from edgecomp.tvm.conv_nhwc import Conv2dNHWC
+    from edgecomp.tvm.prepack import PackedPointwise
 
     return {
         "conv2d": Conv2d(),
         "conv2d_nhwc": Conv2dNHWC(),
+        "conv2d_packed": PackedPointwise(),
         "matmul": Matmul(),
         "rows": RowReduction(),
         "gemv": dl.cpu.GEMV(),

@@ -87,7 +87,7 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     mod, params = relax.frontend.detach_params(mod)
     params = [p.numpy() for p in params.get("main", [])]
     if target is not None and kernels and str(target.kind.name) == "llvm":
-        mod, params = channels_last.convert(mod, params)
+        mod, params = channels_last.convert(mod, params, target)
     return mod, params, report
 
 

@@ -74,7 +74,10 @@ def test_block_runs_channels_last_and_matches_onnxruntime():
     inputs = (TensorSpec("x", (1, 3, 28, 28)),)
     mod, params, _ = frontend.to_relax(model, inputs, target.tvm_target())
     convs = _calls(mod, "relax.nn.conv2d")
-    assert len(convs) == 3 and all(str(c.attrs.data_layout) == "NHWC" for c in convs)
+    assert len(convs) == 2 and all(str(c.attrs.data_layout) == "NHWC" for c in convs)
+    # the 1x1 conv (196 pixels, 32 channels: 7 rows x 2 vectors) reads a weight packed at build
+    packed = [gv for gv in mod.get_global_vars() if gv.name_hint.startswith("conv2d_packed")]
+    assert len(packed) == 1
     assert not _calls(mod, "relax.isnan")  # the clip bounds' NaN guards were folded too
     main = mod["main"]
     param_vars = set(main.params[1:])
@@ -84,6 +87,8 @@ def test_block_runs_channels_last_and_matches_onnxruntime():
     assert len(_calls(mod, "relax.permute_dims")) <= 2
     assert len(params) == len(main.params) - 1
     assert any(p.shape == (3, 3, 3, 32) for p in params)  # HWIO stem weight
+    w1 = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w1"))  # OIHW
+    assert any(np.array_equal(p, w1[:, :, 0, 0].T[None]) for p in params if p.shape == (1, 32, 32))
 
     compiled = compile_relax(mod, params, target)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
@@ -91,7 +96,7 @@ def test_block_runs_channels_last_and_matches_onnxruntime():
     got = vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(p) for p in params]).numpy()
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
-    assert "conv2d_nhwc" in compiled.schedules.values()
+    assert {"conv2d_nhwc", "conv2d_packed"} <= set(compiled.schedules.values())
 
 
 def test_dequantized_weights_keep_nchw():
