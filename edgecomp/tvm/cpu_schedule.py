@@ -374,7 +374,7 @@ def _gemm_tiles(I: int, J: int, lanes: int) -> tuple[int, int, int, bool]:
 
 def _gemm(
     sch: s_tir.Schedule, mm, epi, target: Target, inline_producers: bool = True, force_pack: bool = False,
-    pack: bool | None = None, tile: tuple[int, int] | None = None,
+    pack: bool | None = None, tile: tuple[int, int, int] | None = None,
 ) -> s_tir.Schedule:
     """Register-tile ``mm`` (loops ``(*outer, i, j, *k)``, trivial bindings, einsum accesses).
 
@@ -382,7 +382,7 @@ def _gemm(
     Producers of ``mm`` (blocks before it) are inlined when ``inline_producers``, else materialised.
     ``force_pack`` packs the B panels even when few row tiles reuse them (B not contiguous along j);
     ``pack=False`` never does (B is stored as panels already: ``prepack``). ``tile``: the register tile
-    (rows, vectors per row) instead of ``_gemm_tiles``' choice.
+    (rows, vectors per row, lanes) instead of ``_gemm_tiles``' choice.
     """
     stmt = sch.get(mm)
     bits = stmt.writes[0].source.dtype.bits
@@ -393,7 +393,7 @@ def _gemm(
     I, J = _extent(sch, i), _extent(sch, j)
     if I is None or J is None:
         raise ValueError("dynamic gemm extents")
-    rows, jv, lanes, pad_j_ok = _gemm_tiles(I, J, lanes) if tile is None else (*tile, lanes, True)
+    rows, jv, lanes, pad_j_ok = _gemm_tiles(I, J, lanes) if tile is None else (*tile, True)
     jt = lanes * jv
     pad_i, pad_j = I % rows != 0, J % jt != 0 and pad_j_ok
     padded = pad_i or pad_j

@@ -35,13 +35,15 @@ from edgecomp.tvm.cpu_schedule import (
 MIN_ACCUMULATORS = 12  # below this a register tile does not hide the FMA latency: keep the unpacked path
 
 
-def tile(pixels: int, channels: int, target) -> tuple[int, int] | None:
-    """The register tile (rows, vectors per row) for a ``pixels x channels`` packed GEMM: the first of the
-    tiler's preferred tiles that divides both extents exactly (no padded copies), or None."""
-    lanes = _vector_lanes(target)
-    for rows, jv in _TILES:
-        if rows * jv >= MIN_ACCUMULATORS and pixels % rows == 0 and channels % (jv * lanes) == 0:
-            return rows, jv
+def tile(pixels: int, channels: int, target) -> tuple[int, int, int] | None:
+    """The register tile (rows, vectors per row, lanes) for a ``pixels x channels`` packed GEMM: the first of
+    the tiler's preferred tiles that divides both extents exactly (no padded copies), with full-width
+    vectors, else half-width ones (24 or 40 output channels: 3 or 5 8-lane vectors), else None."""
+    full = _vector_lanes(target)
+    for lanes in (full, full // 2) if full >= 16 else (full,):
+        for rows, jv in _TILES:
+            if rows * jv >= MIN_ACCUMULATORS and pixels % rows == 0 and channels % (jv * lanes) == 0:
+                return rows, jv, lanes
     return None
 
 
@@ -90,7 +92,7 @@ def rewrite(mod, params: list[np.ndarray], target):
             rt = tile(N * H * W, F, target)
             if rt is None:
                 return call
-            jt = rt[1] * _vector_lanes(target)
+            jt = rt[1] * rt[2]
             wp = relax.Var(f"packed_{len(packed)}", relax.TensorType([F // jt, C, jt], "float32"))
             packed[wp] = np.ascontiguousarray(values[call.args[1]].reshape(C, F // jt, jt).transpose(1, 0, 2))
 
@@ -137,7 +139,7 @@ class PackedPointwise(ScheduleRule):
         loops = sch.get_loops(conv)
         OW = _extent(sch, loops[2])
         rt = tile(_extent(sch, loops[1]) * OW, jt, target)
-        if rt is None or rt[1] * _vector_lanes(target) != jt:
+        if rt is None or rt[1] * rt[2] != jt:
             return None
         position = [_name(sch, b) for b in blocks].index(stmt.name_hint)
         if not _inline_chain(sch, blocks[:position]):

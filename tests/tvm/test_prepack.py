@@ -19,10 +19,13 @@ from edgecomp.tvm.compile import compile_relax  # noqa: E402
 
 
 @pytest.mark.parametrize(("pixels", "channels", "want"), [
-    (49, 1152, (7, 3)),  # 7x7 stage expansion: 7 rows x 3 vectors
-    (49, 320, (7, 2)),  # 48 does not divide 320
-    (196, 112, None),  # 112 = 7 vectors: no tile of >= 12 accumulators divides it
-    (3136, 24, None),  # not a whole vector
+    (49, 1152, (7, 3, 16)),  # 7x7 stage expansion: 7 rows x 3 vectors
+    (49, 320, (7, 2, 16)),  # 48 does not divide 320
+    (3136, 24, (7, 3, 8)),  # 3 half-width vectors
+    (784, 40, (4, 5, 8)),  # 5 half-width vectors
+    (196, 112, (7, 2, 8)),  # 7 full-width vectors: no tile of >= 12 accumulators; 14 half-width ones
+    (12544, 16, (8, 2, 8)),  # one full-width vector: (8, 1) is below 12 accumulators
+    (12544, 12, None),  # not a whole half-width vector
 ])
 def test_tile_divides_exactly(pixels, channels, want):
     from edgecomp.tvm.cpu_schedule import _vector_lanes
