@@ -15,22 +15,16 @@ that writes ``pad``, and the elementwise epilogue FuseOps put after it (bias, cl
 
 from __future__ import annotations
 
-from tvm import s_tir, sym, tirx
+from tvm import sym, tirx
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 from edgecomp.tvm.cpu_schedule import (
-    _REDUCE,
-    _blocks,
+    _conv_parts,
     _divisor,
     _extent,
     _gemm,
     _gemm_tiles,
-    _inline_chain,
-    _is_mac,
-    _is_reduction,
-    _mac_loads,
-    _name,
     _uses,
     _vector_lanes,
     _vectorize_inner,
@@ -45,53 +39,21 @@ class Conv2dNHWC(ScheduleRule):
     """NHWC / HWIO conv2d with a fused elementwise epilogue (module docstring)."""
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        # NHWC block iters (n, y, x, f, r, s, c); HWIO weight W[r, s, c, f]
+        parts = _conv_parts(func, target, lambda v: (v[4], v[5], v[6], v[3]))
+        if parts is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = _blocks(sch)
-        reductions = [b for b in blocks if _is_reduction(sch, b)]
-        if len(reductions) != 1 or not _is_mac(sch.get(reductions[0]), None):
-            return None
-        conv = reductions[0]
-        stmt = sch.get(conv)
-        kinds = "".join("R" if int(iv.iter_type) == _REDUCE else "S" for iv in stmt.iter_vars)
-        if kinds != "SSSSRRR" or len(sch.get_loops(conv)) != 7:
-            return None
-        if any(_extent(sch, lp) is None for lp in sch.get_loops(conv)):
-            return None
-        vn, vy, vx, vf, vr, vs, vc = (iv.var for iv in stmt.iter_vars)
-        out = stmt.writes[0].region
+        sch, conv, data, weight, pad_block, epi = parts
+        vn, vy, vx, vf, _, _, vc = (iv.var for iv in sch.get(conv).iter_vars)
+        out = sch.get(conv).writes[0].region
         if not all(_is_var(r.min, v) for r, v in zip(out, (vn, vy, vx, vf), strict=True)):
-            return None
-        la, lb = _mac_loads(stmt)
-
-        def is_weight(ld):
-            idx = list(ld.indices)
-            return len(idx) == 4 and all(_is_var(e, v) for e, v in zip(idx, (vr, vs, vc, vf), strict=True))
-
-        data = la if is_weight(lb) else lb if is_weight(la) else None
-        if data is None or len(data.indices) != 4:
             return None
         depthwise = _uses(data.indices[3], vf)
         if not depthwise and not _is_var(data.indices[3], vc):
             return None
-        position = [_name(sch, b) for b in blocks].index(stmt.name_hint)
-        pad_block = None
-        for producer in blocks[:position]:
-            if any(w.source.same_as(data.source) for w in sch.get(producer).writes):
-                pad_block = producer
-                continue
-            try:
-                sch.compute_inline(producer)
-            except RuntimeError:
-                return None
-        epilogue = blocks[position + 1:]
-        if not _inline_chain(sch, epilogue[:-1]):
-            return None
-        epi = epilogue[-1] if epilogue else None
         if depthwise:
             return _depthwise(sch, conv, pad_block, epi, target)
-        return _as_gemm(sch, conv, pad_block, epi, target, data, lb if data is la else la)
+        return _as_gemm(sch, conv, pad_block, epi, target, data, weight)
 
 
 def _as_gemm(sch, conv, pad_block, epi, target, data, weight):

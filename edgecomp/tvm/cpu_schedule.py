@@ -491,6 +491,75 @@ def _gemm(
     return sch
 
 
+def _one_mac(func, target: Target, n_reduce: int | None = 1):
+    """(schedule, blocks, mac block, iter kinds like "SSSSRRR") for an llvm PrimFunc whose only reduction
+    block is a multiply-accumulate (``n_reduce`` reduction iters; None: any number), else None."""
+    if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        return None
+    sch = s_tir.Schedule(func)
+    blocks = _blocks(sch)
+    reductions = [b for b in blocks if _is_reduction(sch, b)]
+    if len(reductions) != 1 or not _is_mac(sch.get(reductions[0]), n_reduce):
+        return None
+    kinds = "".join("R" if int(iv.iter_type) == _REDUCE else "S" for iv in sch.get(reductions[0]).iter_vars)
+    return sch, blocks, reductions[0], kinds
+
+
+_NO_EPILOGUE = object()  # an epilogue block that could not be inlined into its chain's last block
+
+
+def _epilogue(sch: s_tir.Schedule, blocks: list, mac):
+    """Inline the elementwise blocks after ``mac`` into the last of them and return that one (None when
+    ``mac`` writes the output itself), or ``_NO_EPILOGUE`` when one cannot be inlined."""
+    position = [_name(sch, b) for b in blocks].index(_name(sch, mac))
+    epilogue = blocks[position + 1 :]
+    if not _inline_chain(sch, epilogue[:-1]):
+        return _NO_EPILOGUE
+    return epilogue[-1] if epilogue else None
+
+
+def _conv_parts(func, target: Target, weight_iters):
+    """Match a conv2d PrimFunc: one multiply-accumulate block over 4 spatial and 3 reduction iters with static
+    extents, reading data and a weight indexed by exactly ``weight_iters(block iter vars)`` (4 vars: the
+    weight layout). Elementwise producers other than the data's padding stage are inlined, and the
+    epilogue chain into its last block. Returns (schedule, conv block, data load, weight load, padding
+    block or None, epilogue block or None), or None."""
+    found = _one_mac(func, target, None)
+    if found is None:
+        return None
+    sch, blocks, conv, kinds = found
+    stmt = sch.get(conv)
+    if kinds != "SSSSRRR" or len(sch.get_loops(conv)) != 7:
+        return None
+    if any(_extent(sch, lp) is None for lp in sch.get_loops(conv)):
+        return None
+    order = weight_iters([iv.var for iv in stmt.iter_vars])
+    la, lb = _mac_loads(stmt)
+
+    def is_weight(ld):
+        idx = list(ld.indices)
+        return len(idx) == 4 and all(isinstance(e, tirx.Var) and e.same_as(v) for e, v in zip(idx, order, strict=True))
+
+    data, weight = (la, lb) if is_weight(lb) else (lb, la) if is_weight(la) else (None, None)
+    if data is None or len(data.indices) != 4:
+        return None
+    position = [_name(sch, b) for b in blocks].index(stmt.name_hint)
+    # the padding stage of the data input is kept for the schedule to place; anything else is inlined
+    pad_block = None
+    for producer in blocks[:position]:
+        if any(w.source.same_as(data.source) for w in sch.get(producer).writes):
+            pad_block = producer
+            continue
+        try:
+            sch.compute_inline(producer)
+        except RuntimeError:
+            return None
+    epi = _epilogue(sch, blocks, conv)
+    if epi is _NO_EPILOGUE:
+        return None
+    return sch, conv, data, weight, pad_block, epi
+
+
 # ---------------------------------------------------------------------------------------------------
 # rules
 
@@ -499,82 +568,36 @@ class Matmul(ScheduleRule):
     """Register-tiled schedule for multiply-accumulate reductions (see module docstring)."""
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        found = _one_mac(func, target)
+        if found is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = _blocks(sch)
-        reductions = [b for b in blocks if _is_reduction(sch, b)]
-        if len(reductions) != 1 or not _is_mac(sch.get(reductions[0])):
-            return None
-        mm = reductions[0]
+        sch, blocks, mm, _ = found
         position = [_name(sch, b) for b in blocks].index(_name(sch, mm))
         if not _inline_chain(sch, blocks[:position]):
             return None  # a producer we cannot fold in: leave it to the generic rules
-        epilogue = blocks[position + 1 :]
-        if not _inline_chain(sch, epilogue[:-1]):
+        epi = _epilogue(sch, blocks, mm)
+        if epi is _NO_EPILOGUE:
             return None
         loops = sch.get_loops(mm)
         if len(loops) < 3 or sch.get(loops[-1]).kind != tirx.ForKind.SERIAL:
             return None
-        return _gemm(sch, mm, epilogue[-1] if epilogue else None, target)
+        return _gemm(sch, mm, epi, target)
 
 
 class Conv2d(ScheduleRule):
     """NCHW conv2d: regular convolutions as (im2col +) GEMM, depthwise as a direct vectorised kernel."""
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        # NCHW block iters (n, f, y, x, c, r, s); OIHW weight W[f, c, r, s]
+        parts = _conv_parts(func, target, lambda v: (v[1], v[4], v[5], v[6]))
+        if parts is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = _blocks(sch)
-        reductions = [b for b in blocks if _is_reduction(sch, b)]
-        if len(reductions) != 1 or not _is_mac(sch.get(reductions[0]), None):
-            return None
-        conv = reductions[0]
-        stmt = sch.get(conv)
-        kinds = "".join("R" if int(iv.iter_type) == _REDUCE else "S" for iv in stmt.iter_vars)
-        if kinds != "SSSSRRR" or len(sch.get_loops(conv)) != 7:
-            return None
-        vn, vf, vy, vx, vc, vr, vs = (iv.var for iv in stmt.iter_vars)
-        la, lb = _mac_loads(stmt)
-
-        def is_weight(ld):
-            idx = list(ld.indices)
-            if len(idx) != 4:
-                return False
-            return all(isinstance(e, tirx.Var) and e.same_as(v) for e, v in zip(idx, (vf, vc, vr, vs), strict=True))
-
-        if is_weight(lb):
-            data = la
-        elif is_weight(la):
-            data = lb
-        else:
-            return None
-        if len(data.indices) != 4 or any(_extent(sch, lp) is None for lp in sch.get_loops(conv)):
-            return None
-        depthwise = _uses(data.indices[1], vf)
-        position = [_name(sch, b) for b in blocks].index(stmt.name_hint)
-        # producers: the padding stage of the data input is kept (inlined into im2col or computed per
-        # channel), anything else elementwise is inlined into its consumer
-        pad_block = None
-        for producer in blocks[:position]:
-            writes_data = any(w.source.same_as(data.source) for w in sch.get(producer).writes)
-            if writes_data:
-                pad_block = producer
-                continue
-            try:
-                sch.compute_inline(producer)
-            except RuntimeError:
-                return None
-        epilogue = blocks[position + 1 :]
-        if not _inline_chain(sch, epilogue[:-1]):
-            return None
-        epi = epilogue[-1] if epilogue else None
+        sch, conv, data, weight, pad_block, epi = parts
+        depthwise = _uses(data.indices[1], sch.get(conv).iter_vars[1].var)
         if depthwise:
             if Conv2d._prefer_cvec(sch, conv, target):
-                return self._depthwise_cvec(sch, conv, pad_block, epi, target, lb if data is la else la)
+                return self._depthwise_cvec(sch, conv, pad_block, epi, target, weight)
             return self._depthwise(sch, conv, pad_block, epi, target, data.indices[3])
-        weight = lb if data is la else la
         return self._as_gemm(sch, conv, pad_block, epi, target, data, weight)
 
     @staticmethod

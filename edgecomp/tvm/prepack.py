@@ -15,20 +15,19 @@ order of summation over ``c`` are those of the unpacked schedule.
 from __future__ import annotations
 
 import numpy as np
-from tvm import s_tir, tirx
+from tvm import tirx
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 from edgecomp.tvm.cpu_schedule import (
-    _REDUCE,
+    _NO_EPILOGUE,
     _TILES,
-    _blocks,
+    _epilogue,
     _extent,
     _gemm,
     _inline_chain,
-    _is_mac,
-    _is_reduction,
     _name,
+    _one_mac,
     _vector_lanes,
 )
 
@@ -120,16 +119,11 @@ class PackedPointwise(ScheduleRule):
     outer loops over the weight panels: rows = output pixels, vectors along ``f % jt``, B read in place."""
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        found = _one_mac(func, target)
+        if found is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = _blocks(sch)
-        reductions = [b for b in blocks if _is_reduction(sch, b)]
-        if len(reductions) != 1 or not _is_mac(sch.get(reductions[0])):
-            return None
-        conv = reductions[0]
+        sch, blocks, conv, kinds = found
         stmt = sch.get(conv)
-        kinds = "".join("R" if int(iv.iter_type) == _REDUCE else "S" for iv in stmt.iter_vars)
         if kinds != "SSSSR" or not stmt.name_hint.startswith("conv2d_nhwc_packed"):
             return None
         wp = [r.source for r in stmt.reads if len(r.source.shape) == 3]
@@ -144,10 +138,10 @@ class PackedPointwise(ScheduleRule):
         position = [_name(sch, b) for b in blocks].index(stmt.name_hint)
         if not _inline_chain(sch, blocks[:position]):
             return None
-        epilogue = blocks[position + 1:]
-        if not _inline_chain(sch, epilogue[:-1]):
+        epi = _epilogue(sch, blocks, conv)
+        if epi is _NO_EPILOGUE:
             return None
-        epi = epilogue[-1] if epilogue else sch.cache_write(conv, 0, "global")
+        epi = epi if epi is not None else sch.cache_write(conv, 0, "global")
         to_panels = tirx.IndexMap.from_func(lambda n, y, x, f: (n, f // jt, y * OW + x, f % jt), ndim=4)
         sch.transform_block_layout(conv, tirx.IndexMap.from_func(
             lambda n, y, x, f, c: (n, f // jt, y * OW + x, f % jt, c), ndim=5))
