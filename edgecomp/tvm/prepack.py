@@ -64,6 +64,8 @@ def rewrite(mod, params: list[np.ndarray], target):
     from tvm import relax, te
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
+    from edgecomp.tvm.quant_ops import _static_shape
+
     main = mod["main"]
     n_in = int(main.attrs["num_input"])
     values = dict(zip(main.params[n_in:], params, strict=True))
@@ -83,12 +85,12 @@ def rewrite(mod, params: list[np.ndarray], target):
             if getattr(call.op, "name", "") != "relax.nn.conv2d" or uses.get(call.args[1], 0) != 1:
                 return call
             shape = _pointwise(call, values)
-            x_shape = [int(d) for d in call.args[0].ty.shape] if call.args[0].ty.shape is not None else None
+            x_shape = _static_shape(call.args[0])
             if shape is None or x_shape is None:
                 return call
             C, F = shape
             N, H, W, _ = x_shape
-            rt = tile(N * H * W, F, target)
+            rt = tile(H * W, F, target)  # the schedule's GEMM rows are one image's pixels
             if rt is None:
                 return call
             jt = rt[1] * rt[2]
