@@ -10,6 +10,8 @@ that the shipped MetaSchedule database does not cover goes through these rules, 
    the GEMM tiler below. Depthwise convolutions get a direct kernel: vectorised along output columns
    (stride-2 inputs de-interleaved into even/odd columns first), or, for rows that are not a multiple
    of 8 (28, 7), across channels on a channel-last padded copy.
+   Channels-last graphs (``channels_last``) go to ``conv_nhwc.Conv2dNHWC`` and, for pointwise
+   convolutions with build-time packed weights, ``prepack.PackedPointwise``; both reuse the GEMM tiler.
 2. ``Matmul``: one multiply-accumulate reduction block ``C[s..., i, j] += A[.., i, k] * B[.., k, j]``
    (dense layers, batched attention matmuls) with elementwise producers and epilogue (bias, GELU,
    residual add) folded in.
