@@ -46,18 +46,14 @@ def convertible(mod) -> bool:
     return bool(found) and all(found)
 
 
-def convert(mod, params: list[np.ndarray], target):
-    """(mod, params) with main's convolutions channels-last, the parameter-only layout work folded and the
-    pointwise convolutions' weights packed for ``target``'s GEMM tiles (``prepack``)."""
+def convert(mod, params: list[np.ndarray]):
+    """(mod, params) with main's convolutions channels-last and the parameter-only layout work folded."""
     from tvm import relax
-
-    from edgecomp.tvm import prepack
 
     if not convertible(mod):
         return mod, params
     mod = relax.transform.ConvertLayout(LAYOUTS)(mod)
-    mod, params = fold_parameter_layouts(mod, params)
-    return prepack.rewrite(mod, params, target)
+    return fold_parameter_layouts(mod, params)
 
 
 def _eval_permute(call, args):

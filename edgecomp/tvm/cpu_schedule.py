@@ -10,8 +10,8 @@ that the shipped MetaSchedule database does not cover goes through these rules, 
    the GEMM tiler below. Depthwise convolutions get a direct kernel: vectorised along output columns
    (stride-2 inputs de-interleaved into even/odd columns first), or, for rows that are not a multiple
    of 8 (28, 7), across channels on a channel-last padded copy.
-   Channels-last graphs (``channels_last``) go to ``conv_nhwc.Conv2dNHWC`` and, for pointwise
-   convolutions with build-time packed weights, ``prepack.PackedPointwise``; both reuse the GEMM tiler.
+   Channels-last graphs (``channels_last``) go to ``conv_nhwc.Conv2dNHWC``; pointwise convolutions and
+   matmuls whose weights were packed at build (``prepack``) to ``prepack.Packed``. Both reuse the tiler.
 2. ``Matmul``: one multiply-accumulate reduction block ``C[s..., i, j] += A[.., i, k] * B[.., k, j]``
    (dense layers, batched attention matmuls) with elementwise producers and epilogue (bias, GELU,
    residual add) folded in.
@@ -990,12 +990,12 @@ def rules() -> dict:
     """The rules in the order they are tried, by the name the report gives them. (Built on first use:
     ``conv_nhwc`` and ``prepack`` schedule with this module's helpers, so they import this module.)"""
     from edgecomp.tvm.conv_nhwc import Conv2dNHWC
-    from edgecomp.tvm.prepack import PackedPointwise
+    from edgecomp.tvm.prepack import Packed
 
     return {
         "conv2d": Conv2d(),
         "conv2d_nhwc": Conv2dNHWC(),
-        "conv2d_packed": PackedPointwise(),
+        "packed": Packed(),
         "matmul": Matmul(),
         "rows": RowReduction(),
         "gemv": dl.cpu.GEMV(),

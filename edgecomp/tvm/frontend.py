@@ -61,6 +61,7 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
         int_fusion,
         merge_fusion,
         patchify,
+        prepack,
         quant_ops,
         reshape_sinking,
     )
@@ -87,7 +88,8 @@ def to_relax(model, inputs: tuple[TensorSpec, ...], target=None, kernels: bool =
     mod, params = relax.frontend.detach_params(mod)
     params = [p.numpy() for p in params.get("main", [])]
     if target is not None and kernels and str(target.kind.name) == "llvm":
-        mod, params = channels_last.convert(mod, params, target)
+        mod, params = channels_last.convert(mod, params)
+        mod, params = prepack.rewrite(mod, params, target)
     return mod, params, report
 
 

@@ -1,5 +1,6 @@
-"""Pointwise convolutions with build-time packed weights (edgecomp.tvm.prepack): which shapes are packed, and
-that the packed GEMM gives onnxruntime's outputs on EfficientNet-Lite0's 7x7-stage shapes."""
+"""GEMMs with build-time packed weights (edgecomp.tvm.prepack): which shapes are packed, and that packed
+pointwise convolutions (EfficientNet-Lite0's 7x7-stage shapes) and matmuls (ViT rows, a batch) give
+onnxruntime's outputs with their epilogues fused."""
 
 from __future__ import annotations
 
@@ -52,9 +53,53 @@ def test_packed_pointwise_matches_onnxruntime(cin, cout):
     target = load_target("x86")
     mod, params, _ = frontend.to_relax(model, (TensorSpec("x", (1, cin, 7, 7)),), target.tvm_target())
     compiled = compile_relax(mod, params, target)
-    assert "conv2d_packed" in compiled.schedules.values(), compiled.schedules
+    assert "packed" in compiled.schedules.values(), compiled.schedules
     x = rng.standard_normal((1, cin, 7, 7)).astype(np.float32)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(p) for p in compiled.params]).numpy()
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("rows", "cols", "want"), [
+    (197, 1536, True),  # ViT-S: the tiler pads the 197 rows, its column tile divides 1536
+    (128, 384, True),
+    (1, 1000, False),  # a GEMV keeps the tiler's half-width path
+    (197, 100, False),  # no column tile divides 100
+])
+def test_matmul_tile(rows, cols, want):
+    got = prepack.matmul_tile(rows, cols, load_target("x86").tvm_target())
+    assert (got is not None) == want
+    if got is not None:
+        assert cols % (got[1] * got[2]) == 0
+
+
+@pytest.mark.parametrize("x_shape", [(197, 384), (1, 197, 384), (2, 40, 384)])
+def test_packed_matmul_with_epilogue_matches_onnxruntime(x_shape):
+    """MatMul by a weight + bias + residual: 197 rows exercise the tiler's row padding, a leading batch of 2
+    an outer loop; the epilogue must fuse into the packed function."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(len(x_shape))
+    n = 256
+    w = numpy_helper.from_array((rng.standard_normal((384, n)) * 0.05).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b")
+    out_shape = [*x_shape[:-1], n]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("Add", ["a", "r"], ["y"])]
+    graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape)),
+                                            helper.make_tensor_value_info("r", TensorProto.FLOAT, out_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], initializer=[w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    target = load_target("x86")
+    inputs = (TensorSpec("x", x_shape), TensorSpec("r", tuple(out_shape)))
+    mod, params, _ = frontend.to_relax(model, inputs, target.tvm_target())
+    compiled = compile_relax(mod, params, target)
+    packed = [f for f, rule in compiled.schedules.items() if rule == "packed"]
+    assert len(packed) == 1 and "add" in packed[0], compiled.schedules  # bias and residual fused
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    r = rng.standard_normal(out_shape).astype(np.float32)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(r), *[tvm.runtime.tensor(p) for p in compiled.params])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got.numpy(), sess.run(None, {"x": x, "r": r})[0], rtol=1e-5, atol=1e-4)
