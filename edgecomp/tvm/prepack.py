@@ -84,7 +84,7 @@ def _matmul(call, params: dict):
 def _packed_te(x_shape, K: int, N: int, jt: int, name: str, ow: int | None):
     """The sum over panels, then the panels back in the op's layout. ``x_shape = (..., M, K)`` for a matmul
     (``ow`` None): ``P[..., n // jt, m, n % jt] = sum_k x[..., m, k] * Wp[n // jt, k, n % jt]``. For a
-    pointwise conv ``x_shape = (1, H, W, K)`` and ``ow = W``: rows are pixels ``p = y * W + x``.
+    pointwise conv ``x_shape = (N, H, W, K)`` and ``ow = W``: rows are pixels ``p = y * W + x``.
     The sum has plain (einsum) indices, which the tiler's row padding requires."""
     from tvm import te
 
@@ -131,7 +131,10 @@ def rewrite(mod, params: list[np.ndarray], target):
         if op not in ("relax.nn.conv2d", "relax.matmul") or uses.get(call.args[1], 0) != 1:
             return None
         x_shape = _static_shape(call.args[0])
-        if x_shape is None:
+        out_dtype = getattr(call.attrs, "out_dtype", None)
+        if out_dtype is not None and str(out_dtype) not in ("void", "float32"):
+            return None
+        if x_shape is None or str(call.args[0].ty.dtype) != "float32":
             return None
         if op == "relax.nn.conv2d":
             shape = _pointwise(call, values)
