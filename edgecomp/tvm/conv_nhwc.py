@@ -6,11 +6,13 @@ that writes ``pad``, and the elementwise epilogue FuseOps put after it (bias, cl
 
 - Regular convolutions are GEMMs over the output pixels ``p = y*OW + x``:
   ``out[p, f] += X[p, (r, t, c)] W[(r, t, c), f]``, vectors along the output channels ``f`` and the weight
-  as the packed panel. A 1x1 stride-1 convolution reads its input directly; others go through an
-  im2col copy (EfficientNet's stem: 3 channels, 3x3, stride 2) that also does the padding.
+  as the packed panel (``prepack`` stores most pointwise weights packed already). A 1x1 stride-1
+  convolution reads its input directly. A short reduction (EfficientNet's stem: 3 channels, 3x3, stride 2)
+  runs as a GEMM over each output row reading through the padding predicate; longer ones go through an
+  im2col copy that also does the padding.
 - Depthwise convolutions run directly: a register tile of ``rows`` output columns x ``jv`` channel
-  vectors, the kernel window unrolled, one parallel task per (output row, channel block), on a padded
-  copy of the input.
+  vectors, the kernel window unrolled, one parallel task per (output row, channel block), reading the
+  input through the padding predicate (no padded copy: these layers are memory-bound).
 """
 
 from __future__ import annotations
