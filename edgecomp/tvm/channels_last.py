@@ -91,9 +91,11 @@ def fold_parameter_layouts(mod, params: list[np.ndarray]):
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
+    from edgecomp.tvm import main_params
+
     main = mod["main"]
-    n_in = int(main.attrs["num_input"])
-    values: dict = {p: a for p, a in zip(main.params[n_in:], params, strict=True)}
+    weights = main_params.bound(mod, params)
+    values = dict(weights)  # the parameters, then every folded binding
     folded: dict = {}
     for block in main.body.blocks:
         for b in block.bindings:
@@ -143,15 +145,8 @@ def fold_parameter_layouts(mod, params: list[np.ndarray]):
             by_value[key] = relax.Var(f"folded_{len(by_value)}", relax.TensorType(list(a.shape), str(a.dtype)))
         replace[v] = by_value[key]
     body = Substitute(replace).visit_expr(main.body)
-    used = {v for v in relax.analysis.free_vars(body)}
-    old = [(p, a) for p, a in zip(main.params[n_in:], params, strict=True) if p in used]
-    new = list({replace[v]: folded[v] for v in folded if replace[v] in used}.items())
-    kept = old + new
-    fn = relax.Function([*main.params[:n_in], *(p for p, _ in kept)], body, main.ret_ty, main.is_pure,
-                        main.attrs)
-    mod = mod.clone() if hasattr(mod, "clone") else mod
-    mod["main"] = fn
-    return relax.transform.DeadCodeElimination(["main"])(mod), [a for _, a in kept]
+    mod, params = main_params.rebuild(mod, body, weights, {replace[v]: a for v, a in folded.items()})
+    return relax.transform.DeadCodeElimination(["main"])(mod), params
 
 
 def converters() -> dict:

@@ -111,11 +111,11 @@ def rewrite(mod, params: list[np.ndarray], target):
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
+    from edgecomp.tvm import main_params
     from edgecomp.tvm.quant_ops import _static_shape
 
     main = mod["main"]
-    n_in = int(main.attrs["num_input"])
-    values = dict(zip(main.params[n_in:], params, strict=True))
+    values = main_params.bound(mod, params)
     uses: dict = {}
 
     def count(e):
@@ -165,12 +165,7 @@ def rewrite(mod, params: list[np.ndarray], target):
     body = pack.visit_expr(main.body)
     if not packed:
         return mod, params
-    used = set(relax.analysis.free_vars(body))
-    kept = [(p, a) for p, a in values.items() if p in used] + list(packed.items())
-    fn = relax.Function([*main.params[:n_in], *(p for p, _ in kept)], body, main.ret_ty, main.is_pure, main.attrs)
-    new_mod = pack.builder_.get()
-    new_mod["main"] = fn
-    return new_mod, [a for _, a in kept]
+    return main_params.rebuild(pack.builder_.get(), body, values, packed)  # (the module holds the new sums)
 
 
 class Packed(ScheduleRule):
