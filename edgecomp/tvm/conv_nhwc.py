@@ -27,14 +27,11 @@ from edgecomp.tvm.cpu_schedule import (
     _extent,
     _gemm,
     _gemm_tiles,
+    _is_var,
     _uses,
     _vector_lanes,
     _vectorize_inner,
 )
-
-
-def _is_var(e, v) -> bool:
-    return isinstance(e, tirx.Var) and e.same_as(v)
 
 
 class Conv2dNHWC(ScheduleRule):

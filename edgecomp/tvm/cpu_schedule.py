@@ -507,17 +507,24 @@ def _one_mac(func, target: Target, n_reduce: int | None = 1):
     return sch, blocks, reductions[0], kinds
 
 
-_NO_EPILOGUE = object()  # an epilogue block that could not be inlined into its chain's last block
+_NOT_INLINED = object()  # a producer or an epilogue block that could not be inlined
 
 
-def _epilogue(sch: s_tir.Schedule, blocks: list, mac):
+def _epilogue(sch: s_tir.Schedule, blocks: list, mac, inline_producers: bool = False):
     """Inline the elementwise blocks after ``mac`` into the last of them and return that one (None when
-    ``mac`` writes the output itself), or ``_NO_EPILOGUE`` when one cannot be inlined."""
+    ``mac`` writes the output itself); with ``inline_producers``, every block before ``mac`` first.
+    ``_NOT_INLINED`` when a block cannot be inlined (leave the function to the generic rules)."""
     position = [_name(sch, b) for b in blocks].index(_name(sch, mac))
+    if inline_producers and not _inline_chain(sch, blocks[:position]):
+        return _NOT_INLINED
     epilogue = blocks[position + 1 :]
     if not _inline_chain(sch, epilogue[:-1]):
-        return _NO_EPILOGUE
+        return _NOT_INLINED
     return epilogue[-1] if epilogue else None
+
+
+def _is_var(e, v) -> bool:
+    return isinstance(e, tirx.Var) and e.same_as(v)
 
 
 def _conv_parts(func, target: Target, weight_iters):
@@ -540,7 +547,7 @@ def _conv_parts(func, target: Target, weight_iters):
 
     def is_weight(ld):
         idx = list(ld.indices)
-        return len(idx) == 4 and all(isinstance(e, tirx.Var) and e.same_as(v) for e, v in zip(idx, order, strict=True))
+        return len(idx) == 4 and all(_is_var(e, v) for e, v in zip(idx, order, strict=True))
 
     data, weight = (la, lb) if is_weight(lb) else (lb, la) if is_weight(la) else (None, None)
     if data is None or len(data.indices) != 4:
@@ -557,7 +564,7 @@ def _conv_parts(func, target: Target, weight_iters):
         except RuntimeError:
             return None
     epi = _epilogue(sch, blocks, conv)
-    if epi is _NO_EPILOGUE:
+    if epi is _NOT_INLINED:
         return None
     return sch, conv, data, weight, pad_block, epi
 
@@ -574,11 +581,8 @@ class Matmul(ScheduleRule):
         if found is None:
             return None
         sch, blocks, mm, _ = found
-        position = [_name(sch, b) for b in blocks].index(_name(sch, mm))
-        if not _inline_chain(sch, blocks[:position]):
-            return None  # a producer we cannot fold in: leave it to the generic rules
-        epi = _epilogue(sch, blocks, mm)
-        if epi is _NO_EPILOGUE:
+        epi = _epilogue(sch, blocks, mm, inline_producers=True)
+        if epi is _NOT_INLINED:
             return None
         loops = sch.get_loops(mm)
         if len(loops) < 3 or sch.get(loops[-1]).kind != tirx.ForKind.SERIAL:

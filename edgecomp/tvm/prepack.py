@@ -25,13 +25,11 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 from edgecomp.tvm.cpu_schedule import (
-    _NO_EPILOGUE,
+    _NOT_INLINED,
     _TILES,
     _epilogue,
     _gemm,
     _gemm_tiles,
-    _inline_chain,
-    _name,
     _one_mac,
     _vector_lanes,
 )
@@ -187,11 +185,8 @@ class Packed(ScheduleRule):
         rt = tile(rows, N, target) if conv else matmul_tile(rows, N, target)
         if rt is None or rt[1] * rt[2] != jt:
             return None
-        position = [_name(sch, b) for b in blocks].index(stmt.name_hint)
-        if not _inline_chain(sch, blocks[:position]):
-            return None
-        epi = _epilogue(sch, blocks, mm)  # the unpanel stage with the op's epilogue inlined into it
-        if epi is _NO_EPILOGUE or epi is None:
+        epi = _epilogue(sch, blocks, mm, inline_producers=True)  # the unpanel stage, the op's epilogue inlined
+        if epi is _NOT_INLINED or epi is None:
             return None
         if conv:  # (n, y, x, f) -> (n, f // jt, y * OW + x, f % jt)
             OW = int(sch.get(epi).writes[0].source.shape[2])
