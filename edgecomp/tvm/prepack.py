@@ -3,8 +3,9 @@
 The GEMM tiler (``cpu_schedule._gemm``) copies each ``K x jt`` column panel of its B operand into a
 contiguous buffer before the register tiles stream through it. When B is a weight it is the same on every
 call, and in a network it is cold in cache: EfficientNet-Lite0's 7x7 stage reads 49 output pixels per weight,
-vit-s16 streams 88 MB of weights a call. With the weights cold, an isolated 7x7x192 -> 1152 GEMM took 0.145
-ms packing per call and 0.114 ms reading prepacked panels; a 197x384 -> 1536 one 1.30 and 1.12 ms.
+vit-s16 streams 88 MB of weights a call. With the weights cold, an isolated 7x7x192 -> 1152 GEMM takes 0.176
+ms packing per call and 0.140 ms reading prepacked panels; a 197x384 -> 1536 one 1.27 and 1.13 ms
+(``bench/kernel_profile.py gemm-pack``).
 
 ``rewrite`` stores such a weight already packed, ``Wp[n // jt, k, n % jt] = W[k, n]``, and replaces
 
