@@ -510,10 +510,12 @@ def _one_mac(func, target: Target, n_reduce: int | None = 1):
 _NOT_INLINED = object()  # a producer or an epilogue block that could not be inlined
 
 
-def _epilogue(sch: s_tir.Schedule, blocks: list, mac, inline_producers: bool = False):
+def _epilogue(sch: s_tir.Schedule, mac, inline_producers: bool = False):
     """Inline the elementwise blocks after ``mac`` into the last of them and return that one (None when
     ``mac`` writes the output itself); with ``inline_producers``, every block before ``mac`` first.
-    ``_NOT_INLINED`` when a block cannot be inlined (leave the function to the generic rules)."""
+    ``_NOT_INLINED`` when a block cannot be inlined (leave the function to the generic rules). The blocks
+    are listed afresh: a caller may already have inlined some of them."""
+    blocks = _blocks(sch)
     position = [_name(sch, b) for b in blocks].index(_name(sch, mac))
     if inline_producers and not _inline_chain(sch, blocks[:position]):
         return _NOT_INLINED
@@ -563,7 +565,7 @@ def _conv_parts(func, target: Target, weight_iters):
             sch.compute_inline(producer)
         except RuntimeError:
             return None
-    epi = _epilogue(sch, blocks, conv)
+    epi = _epilogue(sch, conv)
     if epi is _NOT_INLINED:
         return None
     return sch, conv, data, weight, pad_block, epi
@@ -580,8 +582,8 @@ class Matmul(ScheduleRule):
         found = _one_mac(func, target)
         if found is None:
             return None
-        sch, blocks, mm, _ = found
-        epi = _epilogue(sch, blocks, mm, inline_producers=True)
+        sch, _, mm, _ = found
+        epi = _epilogue(sch, mm, inline_producers=True)
         if epi is _NOT_INLINED:
             return None
         loops = sch.get_loops(mm)

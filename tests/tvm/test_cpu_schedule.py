@@ -173,6 +173,26 @@ def test_conv2d_without_epilogue_and_grouped(groups, stride):
     np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
 
 
+def test_conv2d_transpose_gets_the_conv_rule():
+    """A transposed convolution (depth-vit's decoder) legalizes to a conv over a dilated, padded input with a
+    flipped-weight producer: the producers are inlined before the epilogue is found, and it must still get
+    the conv2d rule, not fall to the generic reduction schedule."""
+    rng = np.random.default_rng(5)
+    x, w, b = _rand(rng, 1, 8, 6, 6), _rand(rng, 8, 16, 4, 4, scale=0.2), _rand(rng, 16)
+
+    def graph(bb, x, w, b):
+        y = relax.op.nn.conv2d_transpose(x, w, strides=4)
+        return relax.op.add(y, relax.op.reshape(b, (1, -1, 1, 1)))
+
+    out, used = _build(graph, {"x": x, "w": w, "b": b})
+    _assert_rules(used, "conv2d")
+    ref = np.zeros((1, 16, 24, 24))
+    for r in range(4):
+        for t in range(4):  # out[f, 4y + r, 4x + t] += x[c, y, x] w[c, f, r, t]
+            ref[0, :, r::4, t::4] += np.einsum("cyx,cf->fyx", x[0].astype(np.float64), w[:, :, r, t])
+    np.testing.assert_allclose(out, ref + b.reshape(1, -1, 1, 1), rtol=RTOL, atol=ATOL)
+
+
 # ------------------------------------------------------------------- channels-last conv2d (conv_nhwc)
 # NHWC / HWIO graphs with EfficientNet-Lite0's epilogues: 1x1 convolutions as GEMMs over 49 / 196 / 256
 # pixels (rows that are and are not a multiple of the register tile, output channels that are not a
