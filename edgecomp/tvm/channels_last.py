@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# conv2d_transpose stays NCHW (TVM legalizes it for NCHW only): the pass transposes around it
-LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
+LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 
 def convertible(mod) -> bool:
-    """Whether main has NCHW convolutions, all of them on float weights passed as parameters. A quantized
-    network's weights are dequantized in the graph (``quant_ops`` lays them out for the NCHW kernels): it
-    stays NCHW rather than transposing a dequantized weight on every call."""
+    """Whether main has NCHW convolutions, all of them on float weights passed as parameters, and no
+    transposed convolution. A quantized network's weights are dequantized in the graph (``quant_ops`` lays
+    them out for the NCHW kernels): it stays NCHW rather than transposing a dequantized weight on every call.
+    TVM legalizes ``conv2d_transpose`` for NCHW only, so a decoder that has one would transpose its
+    activations around it; depth-vit measured 1-9 % slower converted in three interleaved runs
+    (``bench/results/ablation/depth-vit-channels-last.json``) and stays NCHW
+    (``depth-vit-nchw-kept.json``)."""
     from tvm import relax
 
     main = mod["main"]
@@ -39,8 +42,11 @@ def convertible(mod) -> bool:
     found = []
 
     def visit(e):
-        if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.nn.conv2d":
+        op = getattr(e.op, "name", "") if isinstance(e, relax.Call) else ""
+        if op == "relax.nn.conv2d":
             found.append(str(e.attrs.data_layout) == "NCHW" and e.args[1] in params)
+        elif op == "relax.nn.conv2d_transpose":
+            found.append(False)
 
     relax.analysis.post_order_visit(main.body, visit)
     return bool(found) and all(found)

@@ -134,3 +134,21 @@ def test_fold_parameter_layouts_dedupes_and_drops_unused():
     assert len(params) == 2  # w (permuted twice) and 6.0 (lo and hi guard the same bound)
     np.testing.assert_array_equal(params[0], w)
     assert float(params[1]) == 6.0
+
+
+def test_a_transposed_convolution_keeps_the_network_nchw():
+    """TVM legalizes conv2d_transpose for NCHW only; a decoder with one stays NCHW (depth-vit was slower
+    converted)."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 8, 6, 6), "float32"))
+    w = relax.Var("w", relax.TensorType((8, 8, 3, 3), "float32"))
+    wt = relax.Var("wt", relax.TensorType((8, 4, 2, 2), "float32"))
+    with bb.function("main", [x, w, wt], {"num_input": 1}):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, w, padding=1))
+            out = bb.emit_output(relax.op.nn.conv2d_transpose(y, wt, strides=2))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    assert not channels_last.convertible(mod)
+    converted, _ = channels_last.convert(mod, [np.zeros((8, 8, 3, 3), np.float32), np.zeros((8, 4, 2, 2), np.float32)])
+    assert {str(c.attrs.data_layout) for c in _calls(converted, "relax.nn.conv2d")} == {"NCHW"}
