@@ -510,9 +510,10 @@ def _one_mac(func, target: Target, n_reduce: int | None = 1):
 _NOT_INLINED = object()  # a producer or an epilogue block that could not be inlined
 
 
-def _epilogue(sch: s_tir.Schedule, mac, inline_producers: bool = False):
+def _epilogue(sch: s_tir.Schedule, mac, target: Target, inline_producers: bool = False):
     """Inline the elementwise blocks after ``mac`` into the last of them and return that one (None when
-    ``mac`` writes the output itself); with ``inline_producers``, every block before ``mac`` first.
+    there are none); with ``inline_producers``, every block before ``mac`` first. A trailing zero-padding
+    block is scheduled as a stage of its own and is not part of the chain.
     ``_NOT_INLINED`` when a block cannot be inlined (leave the function to the generic rules). The blocks
     are listed afresh: a caller may already have inlined some of them."""
     blocks = _blocks(sch)
@@ -520,9 +521,39 @@ def _epilogue(sch: s_tir.Schedule, mac, inline_producers: bool = False):
     if inline_producers and not _inline_chain(sch, blocks[:position]):
         return _NOT_INLINED
     epilogue = blocks[position + 1 :]
+    if epilogue and _is_pad(sch, epilogue[-1]):
+        # FuseOps puts the next layer's zero padding after the epilogue when the padded tensor has several
+        # consumers (a quantized conv's input also feeds its scale's reduction). A pad cannot be inlined
+        # into the product's tile: it stays a stage of its own, scheduled here.
+        _pad_stage(sch, epilogue.pop(), _vector_lanes(target))
     if not _inline_chain(sch, epilogue[:-1]):
         return _NOT_INLINED
     return epilogue[-1] if epilogue else None
+
+
+def _is_pad(sch: s_tir.Schedule, block) -> bool:
+    """Whether ``block`` zero-pads one buffer into a larger one of the same rank (``if_then_else`` body)."""
+    stmt = sch.get(block)
+    if stmt.iter_vars and any(int(iv.iter_type) == _REDUCE for iv in stmt.iter_vars):
+        return False
+    if len(stmt.reads) != 1 or len(stmt.writes) != 1 or not isinstance(stmt.body, tirx.BufferStore):
+        return False
+    value = stmt.body.value
+    if not (isinstance(value, tvm.ir.Call) and getattr(value.op, "name", "") == "prim.if_then_else"):
+        return False
+    src, dst = stmt.reads[0].source.shape, stmt.writes[0].source.shape
+    if len(src) != len(dst) or not all(isinstance(d, tirx.IntImm) for d in (*src, *dst)):
+        return False
+    grown = [int(b) - int(a) for a, b in zip(src, dst, strict=True)]
+    return all(g >= 0 for g in grown) and any(g > 0 for g in grown)
+
+
+def _pad_stage(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Schedule a standalone zero-padding block: outer loops parallel, fill and interior copy vectorised."""
+    loops = sch.get_loops(block)
+    if len(loops) > 2:
+        sch.parallel(sch.fuse(*loops[:-2]))
+    _pad_fill_then_copy(sch, block, lanes)
 
 
 def _is_var(e, v) -> bool:
@@ -565,7 +596,7 @@ def _conv_parts(func, target: Target, weight_iters):
             sch.compute_inline(producer)
         except RuntimeError:
             return None
-    epi = _epilogue(sch, conv)
+    epi = _epilogue(sch, conv, target)
     if epi is _NOT_INLINED:
         return None
     return sch, conv, data, weight, pad_block, epi
@@ -583,7 +614,7 @@ class Matmul(ScheduleRule):
         if found is None:
             return None
         sch, _, mm, _ = found
-        epi = _epilogue(sch, mm, inline_producers=True)
+        epi = _epilogue(sch, mm, target, inline_producers=True)
         if epi is _NOT_INLINED:
             return None
         loops = sch.get_loops(mm)

@@ -186,7 +186,7 @@ class Packed(ScheduleRule):
         rt = tile(rows, N, target) if conv else matmul_tile(rows, N, target)
         if rt is None or rt[1] * rt[2] != jt:
             return None
-        epi = _epilogue(sch, mm, inline_producers=True)  # the unpanel stage, the op's epilogue inlined
+        epi = _epilogue(sch, mm, target, inline_producers=True)  # the unpanel stage, the op's epilogue inlined
         if epi is _NOT_INLINED or epi is None:
             return None
         if conv:  # (n, y, x, f) -> (n, f // jt, y * OW + x, f % jt)
