@@ -7,6 +7,7 @@ Only ``export`` turns torch into onnx and only ``lower`` turns onnx into compile
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +43,8 @@ class Model:
     reports: tuple[StageReport, ...] = ()
     notes: tuple[str, ...] = ()  # honest caveats carried into the report (e.g. synthetic calibration)
     quantized: bool = False  # the payload holds fake-quant layers (export checks bit-level rounding ties)
+    # n -> n feeds from the calibration source that are not calibration feeds (None: the source has no more)
+    held_out: Callable[[int], tuple[Feeds, ...]] | None = None
 
     def evolve(self, **changes) -> "Model":
         return replace(self, **changes)

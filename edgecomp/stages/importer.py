@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,30 +54,33 @@ def _from_zoo(entry, calib_samples: int, seed: int) -> Model:
               "calibration_samples": calib_samples}
     return Model(name=entry.name, source=source,
                  form="torch", payload=module, inputs=entry.inputs, outputs=entry.outputs, calibration=feeds,
-                 task=entry.task, export_tolerance=entry.export_tolerance)
+                 task=entry.task, export_tolerance=entry.export_tolerance,
+                 held_out=_held_out(lambda n: entry.calibration(n, seed + 1), feeds))
 
 
 def _from_module(module, inputs, calibration, calib_samples: int, seed: int) -> Model:
     if not inputs:
         raise ConfigError("a torch module needs its input specs", hint="pass inputs=[TensorSpec(name, shape, dtype)]")
-    notes = ()
+    notes, held_out = (), None  # feeds the caller gave: there are no others to hold out
     if calibration is None:
         calibration = _synthetic(tuple(inputs), calib_samples, seed)
+        held_out = _held_out(lambda n: _synthetic(tuple(inputs), n, seed + 1), calibration)
         notes = ("calibration: synthetic N(0,1) / ones inputs (no data was given with the module)",)
     module.eval()
     return Model(name=type(module).__name__, source={"kind": "torch", "ref": type(module).__qualname__,
                                                      "sha256": _state_sha(module)},
                  form="torch", payload=module, inputs=tuple(inputs), outputs=("output",),
-                 calibration=tuple(calibration), notes=notes)
+                 calibration=tuple(calibration), notes=notes, held_out=held_out)
 
 
 def _from_onnx(path: Path, calib_samples: int, seed: int) -> Model:
     model = onnx_tools.load(path)
     inputs = onnx_tools.input_specs(model)
     outputs = tuple(o.name for o in model.graph.output)
+    calibration = _synthetic(inputs, calib_samples, seed)
     return Model(name=path.stem, source={"kind": "onnx", "ref": str(path), "sha256": file_sha256(path)},
-                 form="onnx", payload=model, inputs=inputs, outputs=outputs,
-                 calibration=_synthetic(inputs, calib_samples, seed),
+                 form="onnx", payload=model, inputs=inputs, outputs=outputs, calibration=calibration,
+                 held_out=_held_out(lambda n: _synthetic(inputs, n, seed + 1), calibration),
                  notes=("calibration: synthetic N(0,1) / ones inputs (an ONNX file carries no data)",))
 
 
@@ -116,12 +120,33 @@ def _from_hf_dir(path: Path, calib_samples: int, seed: int, trust_remote_code: b
     else:
         module, inputs, outputs = EncoderHidden(hf), (ids, TensorSpec("attention_mask", (1, HF_SEQ_LEN), "int64")), (
             "last_hidden_state",)
-    feeds = tuple({"input_ids": rng.integers(0, vocab, (1, HF_SEQ_LEN), dtype=np.int64),
-                   **({} if causal else {"attention_mask": np.ones((1, HF_SEQ_LEN), np.int64)})}
-                  for _ in range(calib_samples))
+
+    def random_ids(n: int, rng) -> tuple:
+        return tuple({"input_ids": rng.integers(0, vocab, (1, HF_SEQ_LEN), dtype=np.int64),
+                      **({} if causal else {"attention_mask": np.ones((1, HF_SEQ_LEN), np.int64)})}
+                     for _ in range(n))
+
+    feeds = random_ids(calib_samples, rng)
     return Model(name=path.name, source={"kind": "hf", "ref": str(path), "sha256": _dir_sha(path)}, form="torch",
                  payload=module, inputs=inputs, outputs=outputs, calibration=feeds, export_tolerance=5e-4,
+                 held_out=lambda n: random_ids(n, np.random.default_rng(seed + 1)),
                  notes=("calibration: random token ids (a model directory carries no data)",))
+
+
+def _held_out(draw, calibration) -> Callable[[int], tuple[Feeds, ...]]:
+    """n -> n feeds from ``draw(k)`` (the calibration source under another seed) that equal no calibration
+    feed: a sample pool may give the same sentence or image to both draws."""
+
+    def key(feed: Feeds) -> tuple:
+        return tuple((name, np.asarray(a).tobytes()) for name, a in sorted(feed.items()))
+
+    taken = {key(f) for f in calibration}
+
+    def held_out(n: int) -> tuple[Feeds, ...]:
+        fresh = [f for f in draw(n + 8) if key(f) not in taken]
+        return tuple(fresh[:n])
+
+    return held_out
 
 
 def _synthetic(inputs: tuple[TensorSpec, ...], n: int, seed: int) -> tuple[Feeds, ...]:

@@ -45,12 +45,34 @@ def test_w4a8_artifact_is_integer_and_tvm_matches_onnxruntime(w4a8_artifact, tin
     stages = {s["stage"]: s for s in art.report()["stages"]}
     q = stages["quantize"]
     assert q["status"] == "done" and q["layers_quantized"] == 3 and q["calibration"]["samples"] == 4
+    assert q["noise_measured_on"] == "calibration feeds"  # the caller gave the feeds: none are held out
     per = {r["layer"]: r for r in q["per_layer"]}
     assert per["conv"]["w_bits"] == 8 and per["fc1"]["w_bits"] == 4 and per["fc1"]["a_bits"] == 8
     assert stages["export"]["rel_l2_err"] <= stages["export"]["tolerance"]
     assert stages["lower"]["naive"] == []
     timings = json.loads((w4a8_artifact / "timings.json").read_text())
     assert "fc1" in timings["quantize_layers"]
+
+
+def test_noise_reference_comes_from_held_out_feeds(tiny_module, tiny_spec, tiny_calibration):
+    """The export / lowering tolerance is the quantized model's distance from fp32 on feeds the quantizer
+    did not fit (here: the calibration inputs scaled 10x, feeds it never saw)."""
+    import torch
+
+    from edgecomp.config import QuantizeConfig
+    from edgecomp.model import Model
+    from edgecomp.stages import quantize
+
+    far = tuple({"x": f["x"] * 10} for f in tiny_calibration[:2])
+    model = Model(name="tiny", source={"kind": "torch"}, form="torch", payload=tiny_module, inputs=tiny_spec,
+                  outputs=("output",), calibration=tuple(tiny_calibration), held_out=lambda n: far[:n])
+    out = quantize.run(model, QuantizeConfig(scheme="w4a4", method="rtn"), None)
+    q = out.reports[-1].summary
+    assert q["noise_measured_on"] == "2 held-out feeds"
+    expected = quantize._quantization_noise(tiny_module, out.payload,
+                                            [(torch.from_numpy(f["x"]),) for f in far])
+    assert q["output_rel_l2_vs_fp32"] == float(f"{expected:.3g}")
+    assert out.export_tolerance == quantize._tolerance(expected)
 
 
 def test_inspect_prints_worst_layers(w4a8_artifact):
