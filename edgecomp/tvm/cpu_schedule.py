@@ -512,8 +512,8 @@ _NOT_INLINED = object()  # a producer or an epilogue block that could not be inl
 
 def _epilogue(sch: s_tir.Schedule, mac, target: Target, inline_producers: bool = False):
     """Inline the elementwise blocks after ``mac`` into the last of them and return that one (None when
-    there are none); with ``inline_producers``, every block before ``mac`` first. A trailing zero-padding
-    block is scheduled as a stage of its own and is not part of the chain.
+    there are none); with ``inline_producers``, every block before ``mac`` first. A trailing padding block
+    is scheduled as a stage of its own and is not part of the chain.
     ``_NOT_INLINED`` when a block cannot be inlined (leave the function to the generic rules). The blocks
     are listed afresh: a caller may already have inlined some of them."""
     blocks = _blocks(sch)
@@ -532,7 +532,7 @@ def _epilogue(sch: s_tir.Schedule, mac, target: Target, inline_producers: bool =
 
 
 def _is_pad(sch: s_tir.Schedule, block) -> bool:
-    """Whether ``block`` zero-pads one buffer into a larger one of the same rank (``if_then_else`` body)."""
+    """Whether ``block`` pads one buffer into a larger one of the same rank (an ``if_then_else`` body)."""
     stmt = sch.get(block)
     if stmt.iter_vars and any(int(iv.iter_type) == _REDUCE for iv in stmt.iter_vars):
         return False
@@ -549,7 +549,7 @@ def _is_pad(sch: s_tir.Schedule, block) -> bool:
 
 
 def _pad_stage(sch: s_tir.Schedule, block, lanes: int) -> None:
-    """Schedule a standalone zero-padding block: outer loops parallel, fill and interior copy vectorised."""
+    """Schedule a standalone padding block: outer loops parallel, fill and interior copy vectorised."""
     loops = sch.get_loops(block)
     if len(loops) > 2:
         sch.parallel(sch.fuse(*loops[:-2]))
