@@ -160,15 +160,19 @@ EMBED_MIN_ROWS = 1024  # vocabulary tables; position / type embeddings are small
 
 
 def embedding_grid(name: str, emb: nn.Embedding, cfg: QuantizeConfig) -> WeightGrid | None:
-    """The int4 grid for a vocabulary table under a 4-bit weight scheme (weight-only: a gather has no
-    activation to quantize), its shipped symmetric 8-bit grid when it lies on one, or None to keep it float."""
+    """The grid for a vocabulary table (weight-only: a gather has no activation to quantize): its shipped
+    symmetric 8-bit grid when it lies on one; else int4 under a 4-bit weight scheme and symmetric int8 in
+    groups under an 8-bit one (a BERT vocabulary is half of MiniLM's weights: left fp32, a W8A8 build was
+    only 1.5x smaller); None keeps it float."""
     scheme = _scheme_for(name, cfg)
-    if scheme == "skip" or SCHEME_BITS[scheme][0] > 4 or emb.num_embeddings < EMBED_MIN_ROWS:
+    if scheme == "skip" or emb.num_embeddings < EMBED_MIN_ROWS:
         return None
     if cfg.shipped_grid and (g8 := shipped_group(emb.weight.detach().float(), bits=8, symmetric=True)):
         return WeightGrid(8, symmetric=True, group_size=g8)  # shipped on GGUF's Q8_0 grid: kept, lossless
     group = _dividing_group(emb.embedding_dim, cfg)
     if not group:
-        return None  # no int4 group fits this width: keep the table float rather than fail the build
+        return None  # no group fits this width: keep the table float rather than fail the build
+    if SCHEME_BITS[scheme][0] > 4:
+        return WeightGrid(8, symmetric=True, group_size=group)  # GatherBlockQuantized's 8-bit form
     # always 4-bit: GatherBlockQuantized has no 3/2-bit form, and sub-4-bit studies are about the GEMMs
     return WeightGrid(4, symmetric=cfg.symmetric, group_size=group)

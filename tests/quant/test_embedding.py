@@ -150,3 +150,29 @@ def test_a_table_shipped_on_an_8_bit_grid_exports_8_bit_rows_that_onnxruntime_ma
     assert {a.name: a.i for a in node.attribute if a.name == "bits"} == {"bits": 8}
     got = onnx_tools.session(model).run(None, {"ids": ids.numpy()})[0]
     np.testing.assert_array_equal(got, emb(ids).detach().numpy())
+
+
+def test_an_8_bit_scheme_stores_the_vocabulary_table_as_int8_groups_onnxruntime_matches():
+    """W8A8: the table is symmetric int8 in groups (it was left fp32: MiniLM's W8A8 build was 1.5x smaller);
+    each value moves by at most half its group's step, and onnxruntime gathers exactly the fake-quant rows."""
+    from edgecomp.config import QuantizeConfig
+    from edgecomp.quant.plan import embedding_grid
+
+    V, D = 1024, 256
+    emb = nn.Embedding(V, D)
+    with torch.no_grad():
+        emb.weight.copy_(torch.randn(V, D, generator=torch.Generator().manual_seed(5)))
+    assert embedding_grid("emb", nn.Embedding(16, D), QuantizeConfig(scheme="w8a8")) is None  # small: float
+    grid = embedding_grid("emb", emb, QuantizeConfig(scheme="w8a8"))
+    assert grid == WeightGrid(8, symmetric=True, group_size=128)
+    m = QuantEmbedding(emb, grid)
+    assert m.nbytes == V * D + V * D // 128 * 4
+    step = emb.weight.detach().abs().reshape(V, D // 128, 128).amax(-1, keepdim=True) / 127
+    err = (m.weight_dq - emb.weight.detach()).reshape(V, D // 128, 128).abs()
+    assert bool(torch.all(err <= step / 2 + 1e-6)) and float(err.max()) > 0
+    ids = torch.tensor([[0, 5, 1023, 17]])
+    model = _export(m, ids)
+    node = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
+    assert {a.name: a.i for a in node.attribute if a.name == "bits"} == {"bits": 8}
+    got = onnx_tools.session(model).run(None, {"ids": ids.numpy()})[0]
+    np.testing.assert_allclose(got, m(ids).detach().numpy(), rtol=1e-6, atol=1e-7)
