@@ -85,8 +85,11 @@ def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str],
 
 def shipped_layers(quantize_report: dict) -> int:
     """Layers (and tables) that kept the checkpoint's own grid (quantize.shipped_grid)."""
+    # a table kept on its shipped grid is re-quantized losslessly: infinite SQNR, reported as None (an int8
+    # table that W8A8 quantizes afresh has a finite one)
     return sum(1 for lay in quantize_report["per_layer"]
-               if lay.get("shipped_group") or (lay.get("kind") == "embedding" and lay.get("w_bits") == 8))
+               if lay.get("shipped_group") or (lay.get("kind") == "embedding" and lay.get("w_bits") == 8
+                                               and lay.get("weight_sqnr_db") is None))
 
 
 def table() -> str:
