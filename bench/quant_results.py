@@ -120,10 +120,12 @@ def table() -> str:
     # a set used by a few runs only names them
     sets = [f"`{k}`" + (f" ({', '.join(v)})" if len(v) <= 3 else "") for k, v in sorted(used.items())]
     note = f"\n\nRecipe overrides used: {', '.join(sets)}." if sets else ""
-    shipped = sorted({r["model"] for r in runs if r.get("shipped_grid_layers")})
+    shipped = sorted({f"{r['model']} {r['scheme'].upper()}" for r in runs if r.get("shipped_grid_layers")})
     if shipped:
-        note += (f" {', '.join(shipped)}: the weights keep the checkpoint's shipped grid (README: Shipped grids), "
-                 "so these rows measure activation rounding; their size is that of the shipped grid.")
+        note += (f" {', '.join(shipped)}: layers that lie on the checkpoint's shipped grid keep it (README: Shipped "
+                 "grids; `shipped_grid_layers` in each JSON counts them), so where every weight does (4-bit "
+                 "schemes) the row measures activation rounding and its size is that of the shipped grid; an 8-bit "
+                 "scheme keeps only the int8 vocabulary table's grid and re-rounds the 4-bit weights to int8.")
     note += (" Sizes are the RTN build's against the fp32 build of the same edgecomp version (deployed = `model.so` + "
              "`params.bin`, what the runtime loads); a QuartDepth build with LogNP-polished layers also stores "
              "their polish factors, and each run's JSON holds its own size.")
