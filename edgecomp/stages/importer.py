@@ -129,20 +129,20 @@ def _from_hf_dir(path: Path, calib_samples: int, seed: int, trust_remote_code: b
     feeds = random_ids(calib_samples, rng)
     return Model(name=path.name, source={"kind": "hf", "ref": str(path), "sha256": _dir_sha(path)}, form="torch",
                  payload=module, inputs=inputs, outputs=outputs, calibration=feeds, export_tolerance=5e-4,
-                 held_out=lambda n: random_ids(n, np.random.default_rng(seed + 1)),
+                 held_out=_held_out(lambda n: random_ids(n, np.random.default_rng(seed + 1)), feeds),
                  notes=("calibration: random token ids (a model directory carries no data)",))
 
 
 def _held_out(draw, calibration) -> Callable[[int], tuple[Feeds, ...]]:
-    """n -> n feeds from ``draw(k)`` (the calibration source under another seed) that equal no calibration
-    feed: a sample pool may give the same sentence or image to both draws."""
+    """n -> up to n feeds from ``draw(n + 8)`` (the calibration source under another seed) that equal no
+    calibration feed: a sample pool may give the same sentence or image to both draws. Nothing is drawn or
+    compared until a stage asks (only quantization does)."""
 
     def key(feed: Feeds) -> tuple:
         return tuple((name, np.asarray(a).tobytes()) for name, a in sorted(feed.items()))
 
-    taken = {key(f) for f in calibration}
-
     def held_out(n: int) -> tuple[Feeds, ...]:
+        taken = {key(f) for f in calibration}
         fresh = [f for f in draw(n + 8) if key(f) not in taken]
         return tuple(fresh[:n])
 
