@@ -75,6 +75,8 @@ def run(model: str, scheme: str, method: str, build_dir: Path, extra: list[str],
            "fp32_deployed_bytes": fp["deployed_bytes"], "fp32_onnx_bytes": fp["onnx_bytes"],
            "calibration_samples": q["calibration"]["samples"], "quantize_seconds": timings.get("quantize"),
            "shipped_grid_layers": shipped_layers(q),
+           # the export / lowering checks' tolerance: distance from fp32, and on which feeds it was measured
+           "output_rel_l2_vs_fp32": q["output_rel_l2_vs_fp32"], "noise_measured_on": q.get("noise_measured_on"),
            "worst_layers": q["worst_layers"]}
     if "embedding_cos_vs_fp32_mean" in ev.get("details", {}):
         d = ev["details"]
