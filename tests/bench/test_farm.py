@@ -31,10 +31,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_free_ports() -> int:
-    """A port p such that p and p + 1 are free now (the servers' fixed ports, as behind an ssh tunnel)."""
+def _two_free_ports(avoid: int) -> int:
+    """A port p such that p and p + 1 are free now and neither is ``avoid`` (the servers' fixed ports, as
+    behind an ssh tunnel; ``avoid`` is the tracker's, free too until it starts: the kernel hands out
+    neighbouring ephemeral ports, and a server that took it first left the tracker unable to bind)."""
     for _ in range(50):
         p = _free_port()
+        if avoid in (p, p + 1):
+            continue
         with socket.socket() as a, socket.socket() as b:
             try:
                 a.bind(("127.0.0.1", p))
@@ -48,7 +52,8 @@ def _two_free_ports() -> int:
 @pytest.fixture(scope="module")
 def running_farm(tmp_path_factory):
     state = tmp_path_factory.mktemp("farm")
-    port, server_port = _free_port(), _two_free_ports()
+    port = _free_port()
+    server_port = _two_free_ports(avoid=port)
     try:
         r = edgecomp("farm", "up", "--servers", "2", "--port", str(port), "--server-port", str(server_port),
                      "--state-dir", str(state), timeout=150)
